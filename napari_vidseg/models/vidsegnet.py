@@ -1,0 +1,83 @@
+"""The segmentation network used for both jobs.
+
+* interactive: input RGB + current mask + click channel + stroke channel (6 ch)
+* video parent (OSVOS): input RGB only (3 ch)
+
+An EfficientNet-Lite0 encoder and a light FPN decoder that predicts at stride 4;
+the non-RGB channels are also fed straight into the decoder's last layer so the
+clicks and the previous mask steer the fine boundary, not only the coarse
+features. Logits are upsampled to the input size.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .efficientnet_lite import EfficientNetLite0Encoder
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _sep_conv(cin: int, cout: int) -> nn.Sequential:
+    """Depthwise-separable 3x3 conv: cheap on a CPU."""
+    return nn.Sequential(
+        nn.Conv2d(cin, cin, 3, padding=1, groups=cin, bias=False),
+        nn.Conv2d(cin, cout, 1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+class Decoder(nn.Module):
+    def __init__(self, enc_channels: tuple[int, ...], aux_channels: int, width: int = 64):
+        super().__init__()
+        # Laterals for strides 4, 8, 16, 32.
+        self.lateral = nn.ModuleList(nn.Conv2d(c, width, 1) for c in enc_channels[1:])
+        self.smooth = nn.ModuleList(_sep_conv(width, width) for _ in enc_channels[2:])
+        self.fuse = _sep_conv(width + aux_channels, width // 2)
+        self.out = nn.Conv2d(width // 2, 1, 1)
+        self.aux_channels = aux_channels
+
+    def forward(self, feats: list[torch.Tensor], aux: torch.Tensor | None) -> torch.Tensor:
+        f4, f8, f16, f32 = feats[1:]
+        x = self.lateral[3](f32)
+        for lat, smooth, f in zip(
+            (self.lateral[2], self.lateral[1], self.lateral[0]), self.smooth, (f16, f8, f4)
+        ):
+            x = F.interpolate(x, size=f.shape[-2:], mode="bilinear", align_corners=False)
+            x = smooth(x + lat(f))
+        if self.aux_channels:
+            a = F.interpolate(aux, size=x.shape[-2:], mode="bilinear", align_corners=False)
+            x = torch.cat([x, a], 1)
+        return self.out(self.fuse(x))
+
+
+class VidSegNet(nn.Module):
+    """`forward(x)` with x = (N, C, H, W): channels 0-2 are RGB in [0, 1], the
+    rest (mask in [0, 1], clicks and strokes in [-1, 1]) as they are.
+    Returns logits (N, 1, H, W). H and W should be multiples of 32."""
+
+    def __init__(self, in_channels: int = 6, width: int = 64):
+        super().__init__()
+        self.in_channels = in_channels
+        self.encoder = EfficientNetLite0Encoder(in_channels)
+        self.decoder = Decoder(self.encoder.channels, in_channels - 3, width)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        rgb = (x[:, :3] - self.mean) / self.std
+        return torch.cat([rgb, x[:, 3:]], 1) if x.shape[1] > 3 else rgb
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.encoder(self.normalise(x))
+
+    def head(self, feats: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        aux = x[:, 3:] if x.shape[1] > 3 else None
+        logits = self.decoder(feats, aux)
+        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x), x)

@@ -1,0 +1,151 @@
+"""InteractivePredictor: one frame, a set of interactions, an optional current
+mask in; a mask out.
+
+    pred = InteractivePredictor()          # shipped weights, device chosen once
+    pred.set_image(frame)                  # (H, W, 3) uint8
+    out = pred.predict(interactions, prev_mask=None)
+    out.mask, out.prob
+
+Zoom-in: the network sees a crop around the object (the current mask, the
+positive marks and, on a first click, its own full-frame guess), resized so its
+long side is `input_size`; small objects get magnified, large frames shrunk.
+Marked pixels are clamped to their label, then a dense CRF refines the
+boundary inside the crop.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..interactions.encoding import DEFAULT_SIGMA, encode, marked_pixels
+from ..types import Click, InputError, Interactions
+from . import crf as crf_mod
+
+
+@dataclass
+class Prediction:
+    mask: np.ndarray  # (H, W) bool
+    prob: np.ndarray  # (H, W) float32, after clamping and CRF
+    box: tuple[int, int, int, int]  # (y0, y1, x0, x1): the crop the network saw
+
+
+def _bbox(mask: np.ndarray):
+    ys = np.flatnonzero(mask.any(1))
+    xs = np.flatnonzero(mask.any(0))
+    if len(ys) == 0:
+        return None
+    return ys[0], ys[-1] + 1, xs[0], xs[-1] + 1
+
+
+def expand_box(box, height, width, margin=0.4, min_size=48):
+    """Grow a (y0, y1, x0, x1) box by `margin` of its size on each side, at least min_size."""
+    y0, y1, x0, x1 = box
+    h, w = y1 - y0, x1 - x0
+    dy = max(h * margin, (min_size - h) / 2, 0)
+    dx = max(w * margin, (min_size - w) / 2, 0)
+    return (max(int(y0 - dy), 0), min(int(np.ceil(y1 + dy)), height),
+            max(int(x0 - dx), 0), min(int(np.ceil(x1 + dx)), width))
+
+
+def interaction_box(inter: Interactions, height: int, width: int):
+    pts = [(c.x, c.y) for c in inter.clicks if c.positive]
+    pts += [p for s in inter.strokes if s.positive for p in s.points]
+    if not pts:
+        return None
+    a = np.asarray(pts)
+    return (int(max(a[:, 1].min(), 0)), int(min(a[:, 1].max() + 1, height)),
+            int(max(a[:, 0].min(), 0)), int(min(a[:, 0].max() + 1, width)))
+
+
+def union_box(*boxes):
+    boxes = [b for b in boxes if b is not None]
+    if not boxes:
+        return None
+    return (min(b[0] for b in boxes), max(b[1] for b in boxes),
+            min(b[2] for b in boxes), max(b[3] for b in boxes))
+
+
+class InteractivePredictor:
+    def __init__(self, net=None, device=None, use_crf: bool = True, input_size: int = 320,
+                 zoom_in: bool = True, crf_params: crf_mod.CRFParams = crf_mod.CRFParams()):
+        if net is None:
+            from ..models.registry import build
+
+            net = build("interactive", device)
+        self.net = net.eval()
+        self.device = next(net.parameters()).device
+        self.use_crf = use_crf
+        self.input_size = input_size
+        self.zoom_in = zoom_in
+        self.crf_params = crf_params
+        self.image: np.ndarray | None = None
+
+    def set_image(self, image: np.ndarray) -> None:
+        image = np.asarray(image)
+        if image.ndim == 2:
+            image = np.repeat(image[..., None], 3, axis=2)
+        if image.ndim != 3 or image.shape[2] not in (3, 4):
+            raise InputError(f"expected an (H, W, 3) RGB frame, got shape {image.shape}")
+        if image.dtype != np.uint8:
+            image = np.clip(image, 0, 255).astype(np.uint8)
+        self.image = np.ascontiguousarray(image[..., :3])
+
+    # -- the network on one crop -------------------------------------------
+    def _net_prob(self, box, inter: Interactions, prev: np.ndarray) -> np.ndarray:
+        y0, y1, x0, x1 = box
+        ch, cw = y1 - y0, x1 - x0
+        s = self.input_size / max(ch, cw)
+        ih = max(int(round(ch * s / 32)) * 32, 32)
+        iw = max(int(round(cw * s / 32)) * 32, 32)
+        sy, sx = ih / ch, iw / cw
+        # Interactions in network-input coordinates (pixel centres map to centres).
+        shifted = Interactions(
+            [Click((c.x - x0 + 0.5) * sx - 0.5, (c.y - y0 + 0.5) * sy - 0.5, c.positive) for c in inter.clicks],
+            [type(st)(tuple(((x - x0 + 0.5) * sx - 0.5, (y - y0 + 0.5) * sy - 0.5) for x, y in st.points),
+                      st.positive, st.kind, st.width * sx) for st in inter.strokes],
+        )
+        chans = torch.from_numpy(encode(shifted, ih, iw, DEFAULT_SIGMA))[None]
+        rgb = torch.from_numpy(self.image[y0:y1, x0:x1]).permute(2, 0, 1)[None].float() / 255
+        m = torch.from_numpy(prev[y0:y1, x0:x1].astype(np.float32))[None, None]
+        rgb = F.interpolate(rgb, size=(ih, iw), mode="bilinear", align_corners=False)
+        m = F.interpolate(m, size=(ih, iw), mode="bilinear", align_corners=False)
+        x = torch.cat([rgb, m, chans], 1).to(self.device)
+        with torch.inference_mode():
+            logits = self.net(x)
+            logits = F.interpolate(logits, size=(ch, cw), mode="bilinear", align_corners=False)
+            return torch.sigmoid(logits)[0, 0].float().cpu().numpy()
+
+    def predict(self, interactions: Interactions, prev_mask: np.ndarray | None = None) -> Prediction:
+        if self.image is None:
+            raise RuntimeError("call set_image(frame) before predict()")
+        H, W = self.image.shape[:2]
+        interactions.check_inside(H, W)
+        prev = np.zeros((H, W), bool) if prev_mask is None else np.asarray(prev_mask).astype(bool)
+        if prev.shape != (H, W):
+            raise InputError(f"current mask has shape {prev.shape}, the frame is {H}x{W}")
+        prob = prev.astype(np.float32)
+        full = (0, H, 0, W)
+        roi = union_box(_bbox(prev), interaction_box(interactions, H, W))
+        if not self.zoom_in or roi is None:
+            box = full
+            prob = self._net_prob(box, interactions, prev)
+        else:
+            if not prev.any():
+                # First interaction: the object's extent is unknown; a
+                # full-frame guess tells where to zoom.
+                guess = self._net_prob(full, interactions, prev) > 0.5
+                roi = union_box(roi, _bbox(guess))
+            box = expand_box(roi, H, W)
+            prob = np.zeros((H, W), np.float32)
+            y0, y1, x0, x1 = box
+            prob[y0:y1, x0:x1] = self._net_prob(box, interactions, prev)
+        pos, neg = marked_pixels(interactions, H, W)
+        prob[pos], prob[neg] = 1.0, 0.0
+        if self.use_crf:
+            y0, y1, x0, x1 = box
+            prob[y0:y1, x0:x1] = crf_mod.refine(self.image[y0:y1, x0:x1], prob[y0:y1, x0:x1], self.crf_params)
+            prob[pos], prob[neg] = 1.0, 0.0
+        return Prediction(prob > 0.5, prob, box)
