@@ -119,3 +119,18 @@ class Interactions:
 
 def clicks_from_arrays(xy: Iterable[Sequence[float]], positive: Iterable[bool]) -> list[Click]:
     return [Click(float(x), float(y), bool(p)) for (x, y), p in zip(xy, positive)]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What long jobs (generators) yield: each yield is also a cancellation point."""
+
+    stage: str  # e.g. "features", "finetune", "propagate", "export"
+    done: int
+    total: int
+    frame: int | None = None  # the frame just finished, where there is one
+    message: str = ""
+
+    @property
+    def fraction(self) -> float:
+        return self.done / self.total if self.total else 1.0
