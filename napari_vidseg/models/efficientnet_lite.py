@@ -57,9 +57,9 @@ class EfficientNetLite0Encoder(nn.Module):
 
     channels = (16, 24, 40, 112, 320)
 
-    def __init__(self, in_channels: int = 3):
+    def __init__(self):
         super().__init__()
-        self._conv_stem = nn.Conv2d(in_channels, 32, 3, 2, 1, bias=False)
+        self._conv_stem = nn.Conv2d(3, 32, 3, 2, 1, bias=False)
         self._bn0 = _bn(32)
         blocks = []
         for expand, k, s, cin, cout, n in LITE0_STAGES:
@@ -70,28 +70,45 @@ class EfficientNetLite0Encoder(nn.Module):
         self.taps = (0, 2, 4, 10, 15)
         self.act = nn.ReLU6(inplace=True)
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+    #: Blocks up to this index form the "early" part (strides 2 and 4).
+    EARLY_END = 2
+
+    def early(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Stride-2 and stride-4 features: the high-resolution, generic part."""
         x = self.act(self._bn0(self._conv_stem(x)))
         feats = []
-        for i, block in enumerate(self._blocks):
-            x = block(x)
+        for i in range(self.EARLY_END + 1):
+            x = self._blocks[i](x)
             if i in self.taps:
                 feats.append(x)
         return feats
 
+    def late(self, f4: torch.Tensor) -> list[torch.Tensor]:
+        """Stride-8, 16 and 32 features from the stride-4 ones."""
+        x, feats = f4, []
+        for i in range(self.EARLY_END + 1, len(self._blocks)):
+            x = self._blocks[i](x)
+            if i in self.taps:
+                feats.append(x)
+        return feats
+
+    def early_parameters(self):
+        yield from self._conv_stem.parameters()
+        yield from self._bn0.parameters()
+        for i in range(self.EARLY_END + 1):
+            yield from self._blocks[i].parameters()
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        f2, f4 = self.early(x)
+        return [f2, f4, *self.late(f4)]
+
     def load_imagenet(self, state: dict) -> None:
-        """Load ImageNet weights (lukemelas key names). Extra input channels of
-        the stem beyond RGB start at zero so the pretrained behaviour on RGB is
-        kept at the start of training."""
+        """Load ImageNet weights (lukemelas key names)."""
         own = self.state_dict()
         keep = {}
         for k, v in state.items():
             if k not in own:
                 continue  # _conv_head, _bn1, _fc: the classifier, dropped
-            if k == "_conv_stem.weight" and own[k].shape[1] != v.shape[1]:
-                w = torch.zeros_like(own[k])
-                w[:, : v.shape[1]] = v
-                v = w
             keep[k] = v
         missing = set(own) - set(keep)
         if missing:

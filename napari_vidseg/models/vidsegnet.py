@@ -3,10 +3,14 @@
 * interactive: input RGB + current mask + click channel + stroke channel (6 ch)
 * video parent (OSVOS): input RGB only (3 ch)
 
-An EfficientNet-Lite0 encoder and a light FPN decoder that predicts at stride 4;
-the non-RGB channels are also fed straight into the decoder's last layer so the
-clicks and the previous mask steer the fine boundary, not only the coarse
-features. Logits are upsampled to the input size.
+An EfficientNet-Lite0 encoder and a light FPN decoder that predicts at stride 4.
+The non-RGB channels enter twice: through a small strided branch added to the
+encoder's stride-4 features (so the deep layers know which object is meant),
+and straight into the decoder's last layer (so clicks and the previous mask
+steer the fine boundary). The encoder's early, high-resolution part sees only
+RGB: it stays generic ImageNet features, can be frozen in training (most of a
+CPU's backward cost is there) and cached per frame for one-shot tuning.
+Logits are upsampled to the input size.
 """
 from __future__ import annotations
 
@@ -28,6 +32,27 @@ def _sep_conv(cin: int, cout: int) -> nn.Sequential:
         nn.BatchNorm2d(cout),
         nn.ReLU(inplace=True),
     )
+
+
+class AuxBranch(nn.Module):
+    """Mask/click/stroke channels -> a residual for the stride-4 features.
+    The last conv starts at zero, so training starts from plain ImageNet features."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(cin, 16, 3, 2, 1), nn.ReLU(inplace=True),
+            nn.Conv2d(16, 32, 3, 2, 1), nn.ReLU(inplace=True),
+            nn.Conv2d(32, cout, 1),
+        )
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, aux: torch.Tensor, size) -> torch.Tensor:
+        y = self.net(aux)
+        if y.shape[-2:] != size:
+            y = F.interpolate(y, size=size, mode="bilinear", align_corners=False)
+        return y
 
 
 class Decoder(nn.Module):
@@ -62,22 +87,26 @@ class VidSegNet(nn.Module):
     def __init__(self, in_channels: int = 6, width: int = 64):
         super().__init__()
         self.in_channels = in_channels
-        self.encoder = EfficientNetLite0Encoder(in_channels)
-        self.decoder = Decoder(self.encoder.channels, in_channels - 3, width)
+        self.encoder = EfficientNetLite0Encoder()
+        n_aux = in_channels - 3
+        self.aux_branch = AuxBranch(n_aux, self.encoder.channels[1]) if n_aux else None
+        self.decoder = Decoder(self.encoder.channels, n_aux, width)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
-    def normalise(self, x: torch.Tensor) -> torch.Tensor:
-        rgb = (x[:, :3] - self.mean) / self.std
-        return torch.cat([rgb, x[:, 3:]], 1) if x.shape[1] > 3 else rgb
+    def early_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """[f2, f4] from the RGB channels: generic, cacheable per frame."""
+        return self.encoder.early((x[:, :3] - self.mean) / self.std)
 
-    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return self.encoder(self.normalise(x))
-
-    def head(self, feats: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        aux = x[:, 3:] if x.shape[1] > 3 else None
+    def from_early(self, early: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """Logits from cached early features and the full input (for its size and aux channels)."""
+        f2, f4 = early
+        aux = x[:, 3:] if self.aux_branch is not None else None
+        if aux is not None:
+            f4 = f4 + self.aux_branch(aux, f4.shape[-2:])
+        feats = [f2, f4, *self.encoder.late(f4)]
         logits = self.decoder(feats, aux)
         return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x), x)
+        return self.from_early(self.early_features(x), x)

@@ -26,7 +26,7 @@ from . import simulate
 from .common import Logger, freeze_bn_stats, load_pairs, random_crop, seg_loss
 
 N_CORR = np.array([0, 1, 2, 3, 4, 5, 10, 20])
-N_CORR_P = np.array([0.4, 0.2, 0.12, 0.1, 0.07, 0.05, 0.04, 0.02])
+N_CORR_P = np.array([0.5, 0.2, 0.1, 0.08, 0.05, 0.04, 0.02, 0.01])
 SIGMA = 5.0
 
 
@@ -94,10 +94,15 @@ def main(argv=None) -> None:
     else:
         model.encoder.load_imagenet(imagenet_encoder_weights())
     model = model.to(memory_format=torch.channels_last)
-    enc_params = list(model.encoder.parameters())
-    dec_params = list(model.decoder.parameters())
+    # The early encoder (strides 2-4, RGB only) stays ImageNet's: it is most of
+    # the backward cost on a CPU, and one-shot video tuning caches it per frame.
+    early = set(id(p) for p in model.encoder.early_parameters())
+    for p in model.encoder.early_parameters():
+        p.requires_grad_(False)
+    enc_params = [p for p in model.encoder.parameters() if id(p) not in early]
+    new_params = list(model.decoder.parameters()) + list(model.aux_branch.parameters())
     opt = torch.optim.AdamW([{"params": enc_params, "lr": args.lr * 0.3},
-                             {"params": dec_params, "lr": args.lr}], weight_decay=1e-4)
+                             {"params": new_params, "lr": args.lr}], weight_decay=1e-4)
     deadline = time.time() + args.minutes * 60
     total = args.minutes * 60
     step, t_ckpt, t0, losses = 0, time.time(), time.time(), []
@@ -108,11 +113,15 @@ def main(argv=None) -> None:
             g["lr"] = base * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * frac)))
         imgs, gts, inters, prevs = sample_batch(pairs, args.size, args.batch, rng)
         n_corr = int(rng.choice(N_CORR, p=N_CORR_P))
+        model.eval()
+        with torch.no_grad():
+            # RGB-only features: computed once, shared by every round below.
+            early_feats = model.early_features(to_tensor(imgs, prevs, inters))
         if n_corr:
-            model.eval()
             with torch.no_grad():
                 for _ in range(n_corr):
-                    pred = (torch.sigmoid(model(to_tensor(imgs, prevs, inters))) > 0.5).numpy()[:, 0]
+                    x = to_tensor(imgs, prevs, inters)
+                    pred = (torch.sigmoid(model.from_early(early_feats, x)) > 0.5).numpy()[:, 0]
                     for i in range(len(imgs)):
                         c = simulate.error_click(pred[i], gts[i], rng)
                         if c is not None:
@@ -122,7 +131,7 @@ def main(argv=None) -> None:
         freeze_bn_stats(model.encoder)
         x = to_tensor(imgs, prevs, inters)
         y = torch.from_numpy(np.stack(gts)[:, None].astype(np.float32))
-        loss = seg_loss(model(x), y)
+        loss = seg_loss(model.from_early(early_feats, x), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
