@@ -70,11 +70,12 @@ class EfficientNetLite0Encoder(nn.Module):
         self.taps = (0, 2, 4, 10, 15)
         self.act = nn.ReLU6(inplace=True)
 
-    #: Blocks up to this index form the "early" part (strides 2 and 4).
-    EARLY_END = 2
+    #: Blocks up to this index form the "early" part (strides 2 to 16): generic
+    #: ImageNet features, frozen in training and cached per frame for tuning.
+    EARLY_END = 10
 
     def early(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Stride-2 and stride-4 features: the high-resolution, generic part."""
+        """Stride-2, 4, 8 and 16 features: the generic part."""
         x = self.act(self._bn0(self._conv_stem(x)))
         feats = []
         for i in range(self.EARLY_END + 1):
@@ -83,9 +84,9 @@ class EfficientNetLite0Encoder(nn.Module):
                 feats.append(x)
         return feats
 
-    def late(self, f4: torch.Tensor) -> list[torch.Tensor]:
-        """Stride-8, 16 and 32 features from the stride-4 ones."""
-        x, feats = f4, []
+    def late(self, f16: torch.Tensor) -> list[torch.Tensor]:
+        """Stride-32 features from the stride-16 ones."""
+        x, feats = f16, []
         for i in range(self.EARLY_END + 1, len(self._blocks)):
             x = self._blocks[i](x)
             if i in self.taps:
@@ -99,8 +100,8 @@ class EfficientNetLite0Encoder(nn.Module):
             yield from self._blocks[i].parameters()
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        f2, f4 = self.early(x)
-        return [f2, f4, *self.late(f4)]
+        early = self.early(x)
+        return [*early, *self.late(early[-1])]
 
     def load_imagenet(self, state: dict) -> None:
         """Load ImageNet weights (lukemelas key names)."""

@@ -4,12 +4,13 @@
 * video parent (OSVOS): input RGB only (3 ch)
 
 An EfficientNet-Lite0 encoder and a light FPN decoder that predicts at stride 4.
-The non-RGB channels enter twice: through a small strided branch added to the
-encoder's stride-4 features (so the deep layers know which object is meant),
-and straight into the decoder's last layer (so clicks and the previous mask
-steer the fine boundary). The encoder's early, high-resolution part sees only
-RGB: it stays generic ImageNet features, can be frozen in training (most of a
-CPU's backward cost is there) and cached per frame for one-shot tuning.
+The encoder's early part (strides 2-16) sees only RGB and keeps its ImageNet
+weights: on a 2-core CPU, back-propagating through it costs most of a
+training step, and frozen it can be cached per frame for one-shot tuning.
+The non-RGB channels (mask, clicks, strokes) enter through a small strided
+branch whose outputs are added to the stride-4, 8 and 16 features (so the
+trainable stride-32 stage and the decoder know which object is meant) and go
+straight into the decoder's last layer (so they steer the fine boundary).
 Logits are upsampled to the input size.
 """
 from __future__ import annotations
@@ -35,24 +36,32 @@ def _sep_conv(cin: int, cout: int) -> nn.Sequential:
 
 
 class AuxBranch(nn.Module):
-    """Mask/click/stroke channels -> a residual for the stride-4 features.
-    The last conv starts at zero, so training starts from plain ImageNet features."""
+    """Mask/click/stroke channels -> residuals for the stride-4, 8 and 16
+    features. The output convs start at zero, so training starts from plain
+    ImageNet features."""
 
-    def __init__(self, cin: int, cout: int):
+    def __init__(self, cin: int, couts: tuple[int, int, int]):
         super().__init__()
-        self.net = nn.Sequential(
-            nn.Conv2d(cin, 16, 3, 2, 1), nn.ReLU(inplace=True),
-            nn.Conv2d(16, 32, 3, 2, 1), nn.ReLU(inplace=True),
-            nn.Conv2d(32, cout, 1),
-        )
-        nn.init.zeros_(self.net[-1].weight)
-        nn.init.zeros_(self.net[-1].bias)
+        self.down = nn.ModuleList([
+            nn.Sequential(nn.Conv2d(cin, 16, 3, 2, 1), nn.ReLU(inplace=True),
+                          nn.Conv2d(16, 32, 3, 2, 1), nn.ReLU(inplace=True)),  # stride 4
+            nn.Sequential(nn.Conv2d(32, 48, 3, 2, 1), nn.ReLU(inplace=True)),  # stride 8
+            nn.Sequential(nn.Conv2d(48, 64, 3, 2, 1), nn.ReLU(inplace=True)),  # stride 16
+        ])
+        self.out = nn.ModuleList(nn.Conv2d(c, co, 1) for c, co in zip((32, 48, 64), couts))
+        for conv in self.out:
+            nn.init.zeros_(conv.weight)
+            nn.init.zeros_(conv.bias)
 
-    def forward(self, aux: torch.Tensor, size) -> torch.Tensor:
-        y = self.net(aux)
-        if y.shape[-2:] != size:
-            y = F.interpolate(y, size=size, mode="bilinear", align_corners=False)
-        return y
+    def forward(self, aux: torch.Tensor, sizes) -> list[torch.Tensor]:
+        outs, y = [], aux
+        for down, out, size in zip(self.down, self.out, sizes):
+            y = down(y)
+            r = out(y)
+            if r.shape[-2:] != size:
+                r = F.interpolate(r, size=size, mode="bilinear", align_corners=False)
+            outs.append(r)
+        return outs
 
 
 class Decoder(nn.Module):
@@ -89,22 +98,23 @@ class VidSegNet(nn.Module):
         self.in_channels = in_channels
         self.encoder = EfficientNetLite0Encoder()
         n_aux = in_channels - 3
-        self.aux_branch = AuxBranch(n_aux, self.encoder.channels[1]) if n_aux else None
+        self.aux_branch = AuxBranch(n_aux, self.encoder.channels[1:4]) if n_aux else None
         self.decoder = Decoder(self.encoder.channels, n_aux, width)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
     def early_features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """[f2, f4] from the RGB channels: generic, cacheable per frame."""
+        """[f2, f4, f8, f16] from the RGB channels: generic, cacheable per frame."""
         return self.encoder.early((x[:, :3] - self.mean) / self.std)
 
     def from_early(self, early: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         """Logits from cached early features and the full input (for its size and aux channels)."""
-        f2, f4 = early
+        f2, f4, f8, f16 = early
         aux = x[:, 3:] if self.aux_branch is not None else None
         if aux is not None:
-            f4 = f4 + self.aux_branch(aux, f4.shape[-2:])
-        feats = [f2, f4, *self.encoder.late(f4)]
+            r4, r8, r16 = self.aux_branch(aux, (f4.shape[-2:], f8.shape[-2:], f16.shape[-2:]))
+            f4, f8, f16 = f4 + r4, f8 + r8, f16 + r16
+        feats = [f2, f4, f8, f16, *self.encoder.late(f16)]
         logits = self.decoder(feats, aux)
         return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
