@@ -140,10 +140,10 @@ def test_removed_object_stays_removed_after_interrupted_delete(tmp_path):
 
 
 def test_memory_bounded_cache(tmp_path):
-    s = MaskStore(tmp_path, H, W, 200, cache_bytes=H * W * 10)
-    for t in range(200):
+    s = MaskStore(tmp_path, H, W, 60, cache_bytes=H * W * 10)
+    for t in range(60):
         s.set(1, t, disk_mask(t % W, 10), Provenance.PROPAGATED)
     assert len(s._cache) <= 10
-    for t in range(200):
+    for t in range(60):
         assert np.array_equal(s.get(1, t), disk_mask(t % W, 10))
     assert len(s._cache) <= 10

@@ -1,0 +1,543 @@
+"""VideoSession: the state of one video and the verbs a user applies to it.
+
+    s = VideoSession.create("clip.mp4", folder="clip.vidseg")   # or folder=None: in memory
+    obj = s.add_object("dog")
+    s.add_interactions(0, obj, Interactions([Click(120, 80)]))
+    drain(s.propagate(obj))                  # long jobs are generators of Progress
+    for t in s.worst_frames(obj, k=3):
+        s.correct(t, obj, Interactions([Click(...)]))
+    drain(s.export("out/", obj, sticker=Path("dog.gif")))
+    ...
+    s = VideoSession.open("clip.vidseg")     # later: everything restored
+
+Session folder layout:
+    session.json      video path, objects, every frame's clicks/strokes (atomic rewrite on change)
+    masks/, index.*   the MaskStore (one 1-bit PNG per object and frame, provenance, confidence)
+    base/             propagated masks that the user then corrected, kept so that undoing
+                      every correction click restores the propagated mask
+
+Crash safety: every change is written before the call returns (masks first, then
+session.json), each write atomic, so a killed process loses at most the action in
+flight. Thread-safe enough for a GUI: one lock serialises the verbs.
+"""
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generator, Iterator
+
+import numpy as np
+
+from ..types import InputError, Interactions, Progress, Provenance
+from .mask_store import MaskStore, atomic_write_bytes
+
+SESSION_VERSION = 1
+SESSION_FILE = "session.json"
+
+
+@dataclass
+class ObjectInfo:
+    id: int
+    name: str
+
+
+class _LazyMasks(Mapping):
+    """A read-only t -> mask mapping over the store that decodes on access (bounded memory)."""
+
+    def __init__(self, store: MaskStore, obj: int, frames: list[int]):
+        self._store, self._obj, self._frames = store, obj, frames
+        self._set = set(frames)
+
+    def __getitem__(self, t):
+        if t not in self._set:
+            raise KeyError(t)
+        return self._store.get(self._obj, t)
+
+    def __iter__(self):
+        return iter(self._frames)
+
+    def __len__(self):
+        return len(self._frames)
+
+
+def _open_source(video):
+    """A path becomes a VideoSource; anything with frame() and n_frames is used as is."""
+    if isinstance(video, (str, os.PathLike)):
+        from ..io.video import VideoSource
+
+        return VideoSource.open(video)
+    for attr in ("n_frames", "height", "width", "frame"):
+        if not hasattr(video, attr):
+            raise InputError(f"expected a video path or a VideoSource, got {type(video).__name__}")
+    return video
+
+
+def _iter_frames(source, start: int = 0, stop: int | None = None) -> Iterator[np.ndarray]:
+    """Frames one at a time through sequential chunked reads."""
+    stop = source.n_frames if stop is None else stop
+    if hasattr(source, "iter_chunks"):
+        for _, block in source.iter_chunks(start, stop):
+            yield from block
+    else:
+        for t in range(start, stop):
+            yield source.frame(t)
+
+
+@dataclass
+class VideoSession:
+    source: Any  # VideoSource
+    folder: Path | None
+    objects: dict[int, ObjectInfo]
+    masks: MaskStore
+    interactions: dict[tuple[int, int], Interactions]
+    # kinds of the interactions of (obj, t) in the order they were given: "c" click, "s" stroke
+    _order: dict[tuple[int, int], str] = field(default_factory=dict, repr=False)
+    _bases: MaskStore | None = field(default=None, repr=False)
+    _redo: dict[tuple[int, int], list[Interactions]] = field(default_factory=dict, repr=False)
+    _predictor: Any = field(default=None, repr=False)
+    _predictor_state: tuple | None = field(default=None, repr=False)
+    _parent: Any = field(default=None, repr=False)
+    _next_id: int = field(default=1, repr=False)
+    _lock: Any = field(default_factory=threading.RLock, repr=False)
+
+    # -- construction -------------------------------------------------------
+    @classmethod
+    def create(cls, video, folder=None) -> "VideoSession":
+        source = _open_source(video)
+        if source.n_frames < 1:
+            raise InputError(f"the video {getattr(source, 'path', '')} has no frames")
+        H, W, T = int(source.height), int(source.width), int(source.n_frames)
+        if folder is not None:
+            folder = Path(folder)
+            if (folder / SESSION_FILE).exists():
+                raise InputError(f"{folder} already holds a session: open it with VideoSession.open({str(folder)!r})")
+            if folder.exists() and not folder.is_dir():
+                raise InputError(f"the session folder {folder} is a file, not a folder")
+            folder.mkdir(parents=True, exist_ok=True)
+        s = cls(source=source, folder=folder, objects={},
+                masks=MaskStore(folder, H, W, T),
+                interactions={},
+                _bases=MaskStore(None if folder is None else folder / "base", H, W, T))
+        s.save()
+        return s
+
+    @classmethod
+    def open(cls, folder, video=None) -> "VideoSession":
+        """Re-open a session folder. `video` overrides the stored path (a moved video)."""
+        folder = Path(folder)
+        meta_path = folder / SESSION_FILE
+        if not meta_path.is_file():
+            raise InputError(f"no session in {folder} (missing {SESSION_FILE})")
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise InputError(f"the session file {meta_path} is unreadable: {e}") from e
+        if video is None:
+            video = cls._find_video(folder, meta)
+        source = _open_source(video)
+        H, W, T = int(source.height), int(source.width), int(source.n_frames)
+        want = (meta.get("height"), meta.get("width"), meta.get("n_frames"))
+        if want != (H, W, T):
+            raise InputError(
+                f"the video {getattr(source, 'path', video)} is {W}x{H} with {T} frames but the session in "
+                f"{folder} was made on a {want[1]}x{want[0]} video with {want[2]} frames")
+        objects = {int(o["id"]): ObjectInfo(int(o["id"]), str(o["name"])) for o in meta.get("objects", [])}
+        interactions, order = {}, {}
+        for e in meta.get("interactions", []):
+            key = (int(e["obj"]), int(e["frame"]))
+            inter = Interactions.from_json(e)
+            if inter:
+                interactions[key] = inter
+                order[key] = e.get("order") or "c" * len(inter.clicks) + "s" * len(inter.strokes)
+        s = cls(source=source, folder=folder, objects=objects, masks=MaskStore(folder, H, W, T),
+                interactions=interactions, _order=order,
+                _bases=MaskStore(folder / "base", H, W, T),
+                _next_id=int(meta.get("next_id", 1)))
+        # Masks of an object whose entry was lost (killed mid-change): keep them, never drop work.
+        for obj in s.masks.objects():
+            if obj not in s.objects:
+                s.objects[obj] = ObjectInfo(obj, f"object {obj} (recovered)")
+        s._next_id = max([s._next_id] + [o + 1 for o in s.objects])
+        return s
+
+    @classmethod
+    def open_or_create(cls, video, folder) -> "VideoSession":
+        if (Path(folder) / SESSION_FILE).exists():
+            return cls.open(folder, video=video)
+        return cls.create(video, folder)
+
+    @staticmethod
+    def _find_video(folder: Path, meta: dict) -> Path:
+        stored = meta.get("video")
+        if not stored:
+            raise InputError(f"the session file in {folder} names no video")
+        candidates = [Path(stored)]
+        if meta.get("video_relative"):
+            candidates.append(folder / meta["video_relative"])
+        for c in candidates:
+            if c.exists():
+                return c
+        raise InputError(f"the session's video {stored} is missing (moved or deleted); re-open with "
+                         f"VideoSession.open({str(folder)!r}, video=NEW_PATH)")
+
+    # -- persistence ----------------------------------------------------------
+    def _meta(self) -> dict:
+        path = getattr(self.source, "path", None)
+        meta: dict[str, Any] = {"version": SESSION_VERSION, "video": None, "video_relative": None,
+                                "fps": float(getattr(self.source, "fps", 0) or 0),
+                                "n_frames": int(self.source.n_frames), "height": int(self.source.height),
+                                "width": int(self.source.width), "next_id": self._next_id}
+        if path is not None:
+            p = Path(path).absolute()
+            meta["video"] = str(p)
+            if self.folder is not None:
+                try:
+                    meta["video_relative"] = os.path.relpath(p, Path(self.folder).absolute())
+                except ValueError:  # another drive on Windows
+                    pass
+        meta["objects"] = [{"id": o.id, "name": o.name} for o in sorted(self.objects.values(), key=lambda o: o.id)]
+        meta["interactions"] = [
+            {"obj": obj, "frame": t, "order": self._order.get((obj, t), ""), **inter.to_json()}
+            for (obj, t), inter in sorted(self.interactions.items()) if inter]
+        return meta
+
+    def save(self) -> None:
+        """Write session.json atomically (no-op for an in-memory session)."""
+        if self.folder is None:
+            return
+        with self._lock:
+            data = json.dumps(self._meta(), indent=1).encode()
+            atomic_write_bytes(Path(self.folder) / SESSION_FILE, data, fsync=True)
+
+    # -- validation -----------------------------------------------------------
+    def _check_obj(self, obj) -> int:
+        try:
+            key = int(obj)
+        except (TypeError, ValueError):
+            raise InputError(f"object id must be an integer, got {obj!r}") from None
+        if key not in self.objects:
+            known = ", ".join(str(o) for o in sorted(self.objects)) or "none yet: add one first"
+            raise InputError(f"unknown object {obj!r} (objects: {known})")
+        return key
+
+    def _check_t(self, t) -> int:
+        if isinstance(t, bool) or not isinstance(t, (int, np.integer)):
+            raise InputError(f"frame index must be an integer, got {t!r}")
+        n = int(self.source.n_frames)
+        if not 0 <= int(t) < n:
+            raise InputError(f"frame {t} does not exist (the video has {n} frames: 0..{n - 1})")
+        return int(t)
+
+    # -- objects --------------------------------------------------------------
+    def add_object(self, name: str | None = None) -> int:
+        with self._lock:
+            obj = self._next_id
+            if obj > np.iinfo(np.uint16).max:
+                raise InputError("too many objects (label ids are 16-bit)")
+            self._next_id += 1
+            self.objects[obj] = ObjectInfo(obj, name if name else f"object {obj}")
+            self.save()
+            return obj
+
+    def remove_object(self, obj) -> None:
+        with self._lock:
+            obj = self._check_obj(obj)
+            self.masks.remove_object(obj)
+            self._bases.remove_object(obj)
+            for key in [k for k in self.interactions if k[0] == obj]:
+                del self.interactions[key]
+                self._order.pop(key, None)
+                self._redo.pop(key, None)
+            del self.objects[obj]
+            self.save()
+
+    def rename_object(self, obj, name: str) -> None:
+        with self._lock:
+            obj = self._check_obj(obj)
+            if not str(name).strip():
+                raise InputError("an object's name cannot be empty")
+            self.objects[obj].name = str(name)
+            self.save()
+
+    # -- interactive segmentation --------------------------------------------
+    def predictor(self):
+        """The interactive predictor, built once on first use (shipped weights)."""
+        if self._predictor is None:
+            from ..segment.predictor import InteractivePredictor
+
+            self._predictor = InteractivePredictor()
+        return self._predictor
+
+    def set_predictor(self, predictor) -> None:
+        self._predictor = predictor
+        self._predictor_state = None
+
+    def set_parent(self, net) -> None:
+        """Replace the video network that propagate() fine-tunes (default: shipped parent)."""
+        self._parent = net
+
+    def _segment(self, t: int, inter: Interactions, prev: np.ndarray | None) -> np.ndarray:
+        p = self.predictor()
+        st = self._predictor_state
+        # set_image only when the predictor does not already hold this frame
+        if st is None or st[0] is not p or st[1] != t or getattr(p, "image", None) is not st[2]:
+            p.set_image(self.source.frame(t))
+            self._predictor_state = (p, t, getattr(p, "image", None))
+        out = p.predict(inter, prev_mask=prev)
+        mask = np.asarray(getattr(out, "mask", out)).astype(bool)
+        if mask.shape != (self.source.height, self.source.width):
+            raise RuntimeError(f"the predictor returned a mask of shape {mask.shape}")
+        return mask
+
+    def add_interactions(self, t, obj, interactions: Interactions, replace: bool = False) -> np.ndarray:
+        """Add clicks/strokes to frame t of object obj and re-segment the frame with all of them.
+
+        A PROPAGATED frame is refined from its current mask (the result is CORRECTED);
+        otherwise the frame's current mask (what its previous clicks made) is the start.
+        """
+        with self._lock:
+            t, obj = self._check_t(t), self._check_obj(obj)
+            if not isinstance(interactions, Interactions):
+                raise InputError(f"expected Interactions, got {type(interactions).__name__}")
+            if not interactions:
+                raise InputError("no clicks or strokes given")
+            interactions.check_inside(int(self.source.height), int(self.source.width))
+            key = (obj, t)
+            old = self.interactions.get(key, Interactions())
+            if replace:
+                new, order = interactions.copy(), ""
+            else:
+                new, order = Interactions(old.clicks + interactions.clicks, old.strokes + interactions.strokes), \
+                    self._order.get(key, "")
+            order += "c" * len(interactions.clicks) + "s" * len(interactions.strokes)
+            mask = self._resegment(t, obj, new, keep_current=not replace)
+            self.interactions[key] = new
+            self._order[key] = order
+            self._redo.pop(key, None)
+            self.save()
+            return mask
+
+    def _resegment(self, t: int, obj: int, inter: Interactions, keep_current: bool) -> np.ndarray:
+        """Run the predictor and store the result with the right provenance."""
+        key = (obj, t)
+        prov = self.masks.provenance(obj, t)
+        if prov is Provenance.PROPAGATED:
+            # Keep the propagated mask: undoing every correction click restores it.
+            base = self.masks.get(obj, t)
+            self._bases.set(obj, t, base, Provenance.PROPAGATED, self.masks.confidence(obj).get(t))
+            prev, result = base, Provenance.CORRECTED
+        elif prov is Provenance.CORRECTED:
+            prev = self.masks.get(obj, t) if keep_current else self._bases.get(obj, t)
+            result = Provenance.CORRECTED
+        else:
+            prev = self.masks.get(obj, t) if keep_current else None
+            result = Provenance.USER
+        mask = self._segment(t, inter, prev)
+        self.masks.set(obj, t, mask, result)
+        return mask
+
+    def undo_interaction(self, t, obj) -> np.ndarray | None:
+        """Drop the last click or stroke of (obj, t) and re-segment with the rest.
+
+        With none left, a corrected frame gets its propagated mask back and a user
+        frame loses its mask; returns None then (and when there was nothing to undo).
+        """
+        with self._lock:
+            t, obj = self._check_t(t), self._check_obj(obj)
+            key = (obj, t)
+            inter = self.interactions.get(key)
+            if not inter:
+                return None
+            order = self._order.get(key) or "c" * len(inter.clicks) + "s" * len(inter.strokes)
+            last = order[-1]
+            if last == "c" and inter.clicks:
+                dropped = Interactions([inter.clicks[-1]], [])
+                rest = Interactions(inter.clicks[:-1], list(inter.strokes))
+            else:
+                dropped = Interactions([], [inter.strokes[-1]])
+                rest = Interactions(list(inter.clicks), inter.strokes[:-1])
+            self._redo.setdefault(key, []).append(dropped)
+            if rest:
+                # Re-segment from the frame's starting point: the propagated mask of a
+                # corrected frame, nothing for a user frame.
+                mask = self._resegment(t, obj, rest, keep_current=False)
+                self.interactions[key], self._order[key] = rest, order[:-1]
+            else:
+                base = self._bases.get(obj, t)
+                if base is not None:
+                    self.masks.set(obj, t, base, Provenance.PROPAGATED, self._bases.confidence(obj).get(t))
+                    self._bases.delete(obj, t)
+                else:
+                    self.masks.delete(obj, t)
+                self.interactions.pop(key, None)
+                self._order.pop(key, None)
+                mask = None
+            self.save()
+            return mask
+
+    def redo_interaction(self, t, obj) -> np.ndarray | None:
+        """Give back the last undone click or stroke (None if there is none to redo)."""
+        with self._lock:
+            t, obj = self._check_t(t), self._check_obj(obj)
+            stack = self._redo.get((obj, t))
+            if not stack:
+                return None
+            item = stack.pop()
+            mask = self.add_interactions(t, obj, item)
+            self._redo[(obj, t)] = stack  # add_interactions clears redo; keep the rest
+            return mask
+
+    def set_mask(self, t, obj, mask, provenance: Provenance = Provenance.USER) -> None:
+        """Store a mask made elsewhere (e.g. painted in napari) for (obj, t)."""
+        with self._lock:
+            t, obj = self._check_t(t), self._check_obj(obj)
+            m = np.asarray(mask)
+            shape = (int(self.source.height), int(self.source.width))
+            if m.shape != shape:
+                raise InputError(f"mask has shape {m.shape}, the frame is {shape}")
+            self.masks.set(obj, t, m > 0 if m.dtype != bool else m, Provenance(provenance))
+
+    def correct(self, t, obj, interactions: Interactions) -> np.ndarray:
+        """Refine a propagated frame with a click or two (= add_interactions)."""
+        return self.add_interactions(t, obj, interactions)
+
+    # -- video ------------------------------------------------------------------
+    def _parent_net(self):
+        if self._parent is None:
+            from . import finetune as ft
+
+            loader = getattr(ft, "load_parent", None)
+            if loader is None:
+                from . import propagate as pr
+
+                loader = pr.load_parent
+            self._parent = loader()
+        return self._parent
+
+    def propagate(self, obj, config=None, frames=None) -> Generator[Progress, None, None]:
+        """Fine-tune on the annotated frames, then segment the others.
+
+        Writes PROPAGATED masks and their confidence frame by frame (never over a
+        USER or CORRECTED one). Cancel by closing the generator: frames already
+        written stay, the others keep what they had.
+        """
+        obj = self._check_obj(obj)
+        from . import finetune as ft
+        from . import propagate as pr
+
+        annotated = self.masks.annotated(obj)
+        if not annotated:
+            raise InputError(f"object {obj} has no annotated frame yet: click on it in a frame first")
+        config = config if config is not None else ft.FinetuneConfig()
+        ts = sorted(annotated)
+        # finetune() tunes a copy: the cached parent stays as shipped
+        net = yield from ft.finetune(self._parent_net(), [self.source.frame(t) for t in ts],
+                                     [annotated[t] for t in ts], config)
+        if frames is None:
+            targets = [t for t in range(int(self.source.n_frames)) if t not in annotated]
+        else:
+            targets = [self._check_t(t) for t in frames if t not in annotated]
+        total, wanted = len(targets), set(targets)
+        yield Progress("propagate", 0, total)
+        results = pr.propagate(net, self.source, annotated, config, frames=targets)
+        done = 0
+        try:
+            for r in results:
+                if r.t not in wanted:  # e.g. the annotated frames, echoed back unchanged
+                    continue
+                with self._lock:
+                    prov = self.masks.provenance(obj, r.t)
+                    if prov is None or prov is Provenance.PROPAGATED:  # the user may have clicked meanwhile
+                        self.masks.set(obj, r.t, r.mask, Provenance.PROPAGATED, float(r.confidence))
+                        self._bases.delete(obj, r.t)
+                done += 1
+                yield Progress("propagate", done, total, frame=int(r.t))
+        finally:
+            results.close()
+            if self.masks.root is not None:
+                self.masks.compact()
+
+    def frame_scores(self, obj) -> dict[int, float]:
+        """Quality score of every frame that has a mask (higher = better)."""
+        obj = self._check_obj(obj)
+        from . import quality
+
+        frames = self.masks.frames(obj)
+        return quality.frame_scores(_LazyMasks(self.masks, obj, frames), self.masks.confidence(obj))
+
+    def worst_frames(self, obj, k: int = 5) -> list[int]:
+        """The k propagated frames most likely wrong, worst first (annotated frames never appear)."""
+        obj = self._check_obj(obj)
+        from . import quality
+
+        propagated = set(self.masks.frames(obj, Provenance.PROPAGATED))
+        scores = {t: s for t, s in self.frame_scores(obj).items() if t in propagated}
+        annotated = [t for t in self.masks.frames(obj) if t not in propagated]
+        worst = quality.worst_frames(scores, k, exclude=annotated)
+        return [int(t) for t in worst if t in propagated][:k]
+
+    # -- export -----------------------------------------------------------------
+    def _object_masks(self, obj: int | None) -> Iterator[np.ndarray]:
+        """Per-frame masks of one object, or of all objects together when obj is None."""
+        for t in range(int(self.source.n_frames)):
+            if obj is None:
+                yield self.masks.labels(t) > 0
+            else:
+                yield self.masks.get_or_empty(obj, t)
+
+    def export(self, out_dir=None, obj=None, sticker: Path | None = None, composite: Path | None = None,
+               background=None, labels: Path | None = None, crop: bool = True,
+               fps: float | None = None) -> Generator[Progress, None, dict]:
+        """Write what was asked for; returns {"masks": dir, "sticker": path, ...}.
+
+        out_dir: mask PNGs, 00000.png..., 0/255 for one object (obj, or the only
+        object), palette label PNGs for several. sticker: .gif/.webp/.png/.webm
+        transparent cut-out. composite: .mp4 of the object over the dimmed original
+        (or `background`: an (r, g, b) colour, an image path or a video). labels:
+        the (T, H, W) label volume as .npy or .tif.
+        """
+        from ..io import export as ex
+        from ..io import masks as mio
+
+        if obj is not None:
+            obj = self._check_obj(obj)
+        elif len(self.objects) == 1:
+            obj = next(iter(self.objects))
+        if not self.objects:
+            raise InputError("nothing to export: add an object and segment it first")
+        if obj is not None and not self.masks.frames(obj):
+            raise InputError(f"object {obj} has no mask on any frame yet")
+        if out_dir is None and sticker is None and composite is None and labels is None:
+            raise InputError("nothing to export: give an output folder, a sticker, a composite or a label file")
+        T = int(self.source.n_frames)
+        fps = float(fps or getattr(self.source, "fps", 0) or 25.0)
+        result: dict[str, Any] = {"frames": T}
+        if out_dir is not None:
+            out_dir = Path(out_dir)
+            out_dir.mkdir(parents=True, exist_ok=True)
+            for t in range(T):
+                m = self.masks.get_or_empty(obj, t) if obj is not None else self.masks.labels(t)
+                mio.write_mask_png(out_dir / f"{t:05d}.png", m)
+                yield Progress("masks", t + 1, T, frame=t)
+            result["masks"] = out_dir
+        if labels is not None:
+            it = (self.masks.labels(t) for t in range(T))
+            for i in ex.label_volume_writer(labels, it, shape=(T, int(self.source.height), int(self.source.width))):
+                yield Progress("labels", i + 1, T, frame=i)
+            result["labels"] = Path(labels)
+        if sticker is not None:
+            box = ex.union_box(self._object_masks(obj)) if crop else None
+            for i in ex.sticker_writer(sticker, _iter_frames(self.source), self._object_masks(obj), fps,
+                                       crop=box if crop else False):
+                yield Progress("sticker", i + 1, T, frame=i)
+            result["sticker"] = Path(sticker)
+        if composite is not None:
+            for i in ex.composite_writer(composite, _iter_frames(self.source), self._object_masks(obj), fps,
+                                         background=background):
+                yield Progress("composite", i + 1, T, frame=i)
+            result["composite"] = Path(composite)
+        return result
