@@ -1,0 +1,106 @@
+"""InteractivePredictor with a random-init network: the API's promises
+(shapes, clamping of marked pixels, zoom-in box, input checks)."""
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from napari_vidseg.models.vidsegnet import VidSegNet  # noqa: E402
+from napari_vidseg.segment.predictor import InteractivePredictor  # noqa: E402
+from napari_vidseg.types import Click, InputError, Interactions, Stroke  # noqa: E402
+
+H, W = 48, 64
+
+
+@pytest.fixture(scope="module")
+def net():
+    torch.manual_seed(0)
+    return VidSegNet(in_channels=6).eval()
+
+
+def frame(h=H, w=W, cx=30, cy=20, r=10):
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 60, (h, w, 3), dtype=np.uint8)
+    yy, xx = np.mgrid[:h, :w]
+    img[(xx - cx) ** 2 + (yy - cy) ** 2 <= r * r] = (220, 40, 40)
+    return img
+
+
+@pytest.mark.parametrize("use_crf", [False, True])
+def test_shapes_and_clamped_clicks(net, use_crf):
+    p = InteractivePredictor(net, use_crf=use_crf, input_size=64)
+    p.set_image(frame())
+    inter = Interactions([Click(30, 20, True), Click(5, 40, False)])
+    out = p.predict(inter)
+    assert out.mask.shape == (H, W) and out.mask.dtype == bool
+    assert out.prob.shape == (H, W) and out.prob.dtype == np.float32
+    assert np.isfinite(out.prob).all() and out.prob.min() >= 0 and out.prob.max() <= 1
+    # Whatever the (untrained) network says, the marked pixels keep their label.
+    assert out.mask[20, 30] and out.prob[20, 30] == 1.0
+    assert not out.mask[40, 5] and out.prob[40, 5] == 0.0
+    # Feeding the result back (the next click) keeps working and keeps both clamps.
+    inter.clicks.append(Click(50, 10, False))
+    out2 = p.predict(inter, prev_mask=out.mask)
+    assert out2.mask[20, 30] and not out2.mask[40, 5] and not out2.mask[10, 50]
+
+
+def test_strokes_are_clamped(net):
+    p = InteractivePredictor(net, use_crf=False, input_size=64)
+    p.set_image(frame())
+    out = p.predict(Interactions([], [Stroke(((25, 20), (35, 20)), True, width=1),
+                                      Stroke(((2, 2), (2, 30)), False, width=1)]))
+    assert out.mask[20, 25:36].all()
+    assert not out.mask[2:31, 2].any()
+
+
+def test_zoom_in_box_contains_the_clicks_and_current_mask(net):
+    h, w = 160, 200
+    p = InteractivePredictor(net, use_crf=False, input_size=64)
+    p.set_image(frame(h, w, cx=150, cy=120, r=8))
+    prev = np.zeros((h, w), bool)
+    prev[115:126, 145:156] = True
+    clicks = [Click(150, 120, True), Click(158, 112, True)]
+    out = p.predict(Interactions(clicks), prev_mask=prev)
+    y0, y1, x0, x1 = out.box
+    assert (y1 - y0) * (x1 - x0) < h * w  # a crop, not the whole frame
+    for c in clicks:
+        assert y0 <= c.y < y1 and x0 <= c.x < x1
+    assert prev[:y0].sum() == prev[y1:].sum() == prev[:, :x0].sum() == prev[:, x1:].sum() == 0
+    # Nothing is predicted outside the crop.
+    outside = np.ones((h, w), bool)
+    outside[y0:y1, x0:x1] = False
+    assert not out.mask[outside].any()
+    # Without zoom-in the network sees the whole frame.
+    full = InteractivePredictor(net, use_crf=False, input_size=64, zoom_in=False)
+    full.set_image(frame(h, w, cx=150, cy=120, r=8))
+    assert full.predict(Interactions(clicks), prev_mask=prev).box == (0, h, 0, w)
+
+
+def test_first_click_box_contains_the_click(net):
+    p = InteractivePredictor(net, use_crf=False, input_size=64)
+    p.set_image(frame())
+    y0, y1, x0, x1 = p.predict(Interactions([Click(60, 45, True)])).box
+    assert y0 <= 45 < y1 and x0 <= 60 < x1
+
+
+def test_prev_mask_of_wrong_shape_is_an_input_error(net):
+    p = InteractivePredictor(net, use_crf=False, input_size=64)
+    p.set_image(frame())
+    with pytest.raises(InputError, match="shape"):
+        p.predict(Interactions([Click(30, 20)]), prev_mask=np.zeros((W, H), bool))
+
+
+@pytest.mark.parametrize("xy", [(W, 10), (-1, 10), (10, H + 3), (10.0, -0.6)])
+def test_click_outside_frame_is_an_input_error(net, xy):
+    p = InteractivePredictor(net, use_crf=False, input_size=64)
+    p.set_image(frame())
+    with pytest.raises(InputError, match="outside"):
+        p.predict(Interactions([Click(*xy)]))
+
+
+def test_bad_frame_and_missing_frame(net):
+    p = InteractivePredictor(net, use_crf=False, input_size=64)
+    with pytest.raises(RuntimeError):
+        p.predict(Interactions([Click(1, 1)]))
+    with pytest.raises(InputError):
+        p.set_image(np.zeros((4, 5, 7), np.uint8))
