@@ -126,7 +126,7 @@ def test_set_mask_and_remove_object(session):
     a, b = session.add_object(), session.add_object()
     session.set_mask(3, a, disk(5, 5))
     session.set_mask(3, b, disk(6, 5), Provenance.CORRECTED)
-    assert session.masks.provenance(3, a) is None and session.masks.provenance(a, 3) is Provenance.USER
+    assert session.masks.provenance(a, 3) is Provenance.USER
     assert session.masks.provenance(b, 3) is Provenance.CORRECTED
     session.rename_object(b, "cup")
     assert session.objects[b].name == "cup"
@@ -351,3 +351,73 @@ def test_session_export(tmp_path, session):
     assert sorted(back) == list(range(T)) and np.array_equal(back[4], disk(20, 14))
     vol = np.load(tmp_path / "l.npy")
     assert vol.shape == (T, H, W) and (vol[2][disk(14, 14)] == obj).all()
+
+
+KILLED_CHILD = r'''
+import sys, time, types
+from dataclasses import dataclass
+import numpy as np
+sys.path.insert(0, sys.argv[2])
+from test_session import FakeSource, FakeResult, disk
+import napari_vidseg.video as video_pkg
+from napari_vidseg.types import Provenance
+
+@dataclass
+class Cfg:
+    steps: int = 0
+
+def finetune(parent, frames, masks, config):
+    return parent
+    yield
+
+def propagate(net, source, annotated, config, frames=None):
+    for t in frames:
+        yield FakeResult(t, disk(5 + 3 * t, 10), None, 0.5)
+
+ft = types.ModuleType("ft"); ft.FinetuneConfig, ft.finetune, ft.load_parent = Cfg, finetune, lambda: object()
+pr = types.ModuleType("pr"); pr.propagate = propagate
+for name, mod in (("finetune", ft), ("propagate", pr)):
+    sys.modules["napari_vidseg.video." + name] = mod
+    setattr(video_pkg, name, mod)
+from napari_vidseg.video.session import VideoSession
+s = VideoSession.create(FakeSource(sys.argv[1] + "/clip.mp4"), sys.argv[1] + "/s")
+obj = s.add_object("killed")
+s.set_mask(0, obj, disk(5, 10))
+print("ready", flush=True)
+for p in s.propagate(obj):
+    if p.frame is not None:
+        print(p.frame, flush=True)
+        time.sleep(0.3)
+'''
+
+
+def test_killed_propagation_loses_no_finished_frame(tmp_path):
+    """Fault injection: SIGKILL a propagating process; every frame it reported is on disk."""
+    import os
+    import signal
+    import subprocess
+
+    script = tmp_path / "child.py"
+    script.write_text(KILLED_CHILD)
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path), str(Path(__file__).parent)],
+                            stdout=subprocess.PIPE, text=True)
+    reported = []
+    try:
+        for line in proc.stdout:
+            if line.strip().isdigit():
+                reported.append(int(line))
+                if len(reported) == 3:
+                    os.kill(proc.pid, signal.SIGKILL)
+                    break
+    finally:
+        proc.kill()
+        proc.wait()
+    assert reported == [1, 2, 3]
+    r = VideoSession.open(tmp_path / "s", video=FakeSource(tmp_path / "clip.mp4"))
+    (obj,) = r.objects
+    assert r.masks.frames(obj, Provenance.USER) == [0]
+    stored = r.masks.frames(obj, Provenance.PROPAGATED)
+    assert stored[:3] == [1, 2, 3] and len(stored) <= 4  # at most the frame in flight beyond
+    for t in stored:
+        assert np.array_equal(r.masks.get(obj, t), disk(5 + 3 * t, 10))
+        assert r.masks.confidence(obj)[t] == pytest.approx(0.5)

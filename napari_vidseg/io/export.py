@@ -160,7 +160,7 @@ def _ffmpeg_args(suffix: str) -> dict:
                     output_params=["-b:v", "0", "-crf", "30", "-auto-alt-ref", "0", "-f", "webm"])
     if suffix == ".webp":
         return dict(codec="libwebp_anim", pix_fmt_out="bgra",
-                    output_params=["-quality", "90", "-loop", "0", "-f", "webp"])
+                    output_params=["-lossless", "1", "-loop", "0", "-f", "webp"])  # exact colours
     if suffix in (".png", ".apng"):
         return dict(codec="apng", pix_fmt_out="rgba", output_params=["-plays", "0", "-f", "apng"])
     raise InputError(f"unsupported sticker format {suffix!r}: use one of {', '.join(STICKER_SUFFIXES)}")

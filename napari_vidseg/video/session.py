@@ -503,6 +503,8 @@ class VideoSession:
         from ..io import export as ex
         from ..io import masks as mio
 
+        if out_dir is None and sticker is None and composite is None and labels is None:
+            raise InputError("nothing to export: give an output folder, a sticker, a composite or a label file")
         if obj is not None:
             obj = self._check_obj(obj)
         elif len(self.objects) == 1:
@@ -511,8 +513,6 @@ class VideoSession:
             raise InputError("nothing to export: add an object and segment it first")
         if obj is not None and not self.masks.frames(obj):
             raise InputError(f"object {obj} has no mask on any frame yet")
-        if out_dir is None and sticker is None and composite is None and labels is None:
-            raise InputError("nothing to export: give an output folder, a sticker, a composite or a label file")
         T = int(self.source.n_frames)
         fps = float(fps or getattr(self.source, "fps", 0) or 25.0)
         result: dict[str, Any] = {"frames": T}
