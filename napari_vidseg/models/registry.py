@@ -35,7 +35,7 @@ class ModelSpec:
 MODELS: dict[str, ModelSpec] = {
     "interactive": ModelSpec(
         "interactive", "interactive_v1.pt",
-        "0000000000000000000000000000000000000000000000000000000000000000",
+        "6accd602df236de9e4d4fa5680b6df02c8ea5b65532620e9df6d6d6a7aea59b0",
         6, "interactive.md"),
     "parent": ModelSpec(
         "parent", "parent_v1.pt",
