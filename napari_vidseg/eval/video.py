@@ -1,0 +1,209 @@
+"""`napari-vidseg eval-video DAVIS_ROOT`: J and F of one-shot propagation on DAVIS-2016.
+
+For each sequence: the first frame's mask (the true one with `--init mask`,
+or the interactive segmenter's after N robot clicks with `--init clicks:N`)
+-> fine-tune the parent network on it -> propagate through the sequence ->
+J (IoU) and F (boundary) per frame, DAVIS-style (first and last frames not
+scored). Prints a line per sequence and, as the LAST line, one JSON object:
+j_mean, f_mean (fractions in [0, 1]), per_sequence {seq: {j, f}}, init,
+finetune_seconds (median per sequence), propagate_fps (frames / seconds over
+all sequences, reading and resizing included).
+"""
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..types import InputError, Interactions
+
+DEFAULT_SPLIT = "val_dev"
+
+
+def add_common_arguments(parser) -> None:
+    parser.add_argument("davis_root", metavar="DAVIS_ROOT",
+                        help="folder with JPEGImages/<res>/<seq>/, Annotations/<res>/<seq>/, ImageSets/")
+    parser.add_argument("--sequences", default=None, help="comma list (default: ImageSets/val_dev.txt)")
+    parser.add_argument("--split", default=DEFAULT_SPLIT, help="ImageSets file when --sequences is not given")
+    parser.add_argument("--resolution", default="480p")
+    parser.add_argument("--weights-parent", default=None, help="parent weights or checkpoint (default: shipped)")
+    parser.add_argument("--weights-interactive", default=None,
+                        help="interactive weights or checkpoint (default: shipped)")
+    parser.add_argument("--mode", choices=("head", "full"), default=None, help="what fine-tuning tunes")
+    parser.add_argument("--steps", type=int, default=None, help="fine-tuning steps")
+    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--n-aug", type=int, default=None, help="augmented copies of each annotated frame")
+    parser.add_argument("--loss", choices=("balanced", "seg"), default=None)
+    parser.add_argument("--input-long-side", type=int, default=None, help="network input size (long side)")
+    parser.add_argument("--no-keep-components", action="store_true",
+                        help="keep blobs away from the previous frame's object")
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast in propagation")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--json-out", default=None, help="also write the summary (with per-frame J) here")
+
+
+def configure(parser) -> None:
+    add_common_arguments(parser)
+    parser.add_argument("--init", default="mask", help="mask (the true first mask) or clicks:N (robot clicks)")
+    parser.add_argument("--no-crf", action="store_true", help="no dense CRF in the click initialisation")
+
+
+def make_config(args):
+    from ..video.finetune import FinetuneConfig
+
+    cfg = FinetuneConfig()
+    for name in ("mode", "steps", "lr", "n_aug", "loss", "input_long_side"):
+        v = getattr(args, name, None)
+        if v is not None:
+            setattr(cfg, name, v)
+    cfg.keep_components = not getattr(args, "no_keep_components", False)
+    cfg.bf16 = bool(getattr(args, "bf16", False))
+    cfg.check()
+    return cfg
+
+
+def sequences_of(args) -> list[str]:
+    from .davis import read_split
+
+    if args.sequences:
+        return [s.strip() for s in args.sequences.split(",") if s.strip()]
+    return read_split(Path(args.davis_root), args.split)
+
+
+def load_net(name: str, path, device=None):
+    """Shipped weights (checksum checked) or an explicit file/checkpoint."""
+    from ..models.registry import build
+
+    if path is None:
+        return build(name, device)
+    return build(name, device, path=Path(path), check=False)
+
+
+def parse_init(text: str) -> tuple[str, int]:
+    if text == "mask":
+        return "mask", 0
+    if text.startswith("clicks:"):
+        try:
+            n = int(text.split(":", 1)[1])
+        except ValueError:
+            n = -1
+        if n >= 1:
+            return "clicks", n
+    raise InputError(f"--init must be 'mask' or 'clicks:N' with N >= 1, got {text!r}")
+
+
+def clicks_init(predictor, frame: np.ndarray, truth: np.ndarray, n_clicks: int) -> np.ndarray:
+    """The interactive segmenter's mask after `n_clicks` robot clicks (each
+    click placed in the largest error of the previous prediction)."""
+    from ..interactions.robot import next_click
+
+    predictor.set_image(frame)
+    inter = Interactions()
+    mask = np.zeros(truth.shape, bool)
+    for _ in range(n_clicks):
+        c = next_click(mask, truth)
+        if c is None:
+            break
+        inter.clicks.append(c)
+        mask = predictor.predict(inter, prev_mask=mask if len(inter.clicks) > 1 else None).mask
+    return mask
+
+
+def run_sequence(parent, seq, cfg, init_mask: np.ndarray, annotated_extra: dict | None = None):
+    """Fine-tune on frame 0 (+ extra annotated frames), propagate; returns
+    (masks {t: mask}, confidence {t: c}, finetune seconds, propagate seconds, frames predicted)."""
+    from ..progress import drain
+    from ..video.finetune import finetune
+    from ..video.propagate import propagate
+
+    source = seq.source()
+    annotated = {0: init_mask, **(annotated_extra or {})}
+    frames = [source.frame(t) for t in sorted(annotated)]
+    t0 = time.perf_counter()
+    tuned = drain(finetune(parent, frames, [annotated[t] for t in sorted(annotated)], cfg), quiet=True)
+    ft = time.perf_counter() - t0
+    masks, conf, n_pred = {}, {}, 0
+    t0 = time.perf_counter()
+    for r in propagate(tuned, source, annotated, cfg):
+        masks[r.t] = r.mask
+        conf[r.t] = r.confidence
+        n_pred += not r.annotated
+    prop = time.perf_counter() - t0
+    return masks, conf, ft, prop, n_pred
+
+
+def machine() -> dict:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    from ..models.registry import select_device
+
+    return {"device": str(select_device()), "cpu": cpu, "torch_threads": torch.get_num_threads()}
+
+
+def run(args) -> int:
+    import torch
+
+    from ..models.registry import select_device
+    from .davis import open_sequence, score_sequence
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    kind, n_clicks = parse_init(args.init)
+    cfg = make_config(args)
+    device = select_device()
+    parent = load_net("parent", args.weights_parent, device)
+    predictor = None
+    if kind == "clicks":
+        from ..segment.predictor import InteractivePredictor
+
+        predictor = InteractivePredictor(net=load_net("interactive", args.weights_interactive, device),
+                                         use_crf=not args.no_crf)
+    per_seq, ft_times, prop_time, prop_frames, details = {}, [], 0.0, 0, {}
+    for name in sequences_of(args):
+        seq = open_sequence(Path(args.davis_root), name, args.resolution)
+        truth = seq.masks()
+        if kind == "mask":
+            init = truth[0]
+        else:
+            init = clicks_init(predictor, seq.source().frame(0), truth[0], n_clicks)
+        init_iou = float(np.count_nonzero(init & truth[0]) / max(np.count_nonzero(init | truth[0]), 1))
+        masks, conf, ft, prop, n_pred = run_sequence(parent, seq, cfg, init)
+        s = score_sequence(masks, truth)
+        per_seq[name] = {"j": round(s["j"], 4), "f": round(s["f"], 4)}
+        details[name] = {"init_iou": round(init_iou, 4), "finetune_s": round(ft, 2),
+                         "propagate_fps": round(n_pred / max(prop, 1e-9), 2), "n_frames": len(truth),
+                         "j_frames": {int(t): round(j, 4) for t, j in s["j_frames"].items()}}
+        ft_times.append(ft)
+        prop_time += prop
+        prop_frames += n_pred
+        print(f"{name:20s} J {100 * s['j']:5.1f}  F {100 * s['f']:5.1f}  init IoU {100 * init_iou:5.1f}  "
+              f"finetune {ft:5.1f} s  propagate {n_pred / max(prop, 1e-9):5.1f} frames/s  ({len(truth)} frames)",
+              flush=True)
+    if not per_seq:
+        raise InputError("no sequences to evaluate")
+    summary = {
+        "j_mean": round(float(np.mean([v["j"] for v in per_seq.values()])), 4),
+        "f_mean": round(float(np.mean([v["f"] for v in per_seq.values()])), 4),
+        "per_sequence": per_seq,
+        "init": args.init,
+        "finetune_seconds": round(statistics.median(ft_times), 2),
+        "propagate_fps": round(prop_frames / max(prop_time, 1e-9), 2),
+        "config": {k: v for k, v in vars(cfg).items()},
+        "machine": machine(),
+    }
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps({**summary, "details": details}, indent=1))
+    print(json.dumps(summary))
+    return 0

@@ -1,0 +1,268 @@
+"""One-shot fine-tuning (OSVOS) of the video parent network on annotated frames.
+
+    net = drain(finetune(parent, [frame0], [mask0], FinetuneConfig()))
+
+Made for a CPU: the network runs at a reduced input size (frames resized so
+their long side is `input_long_side`, both sides multiples of 32), and the
+features that are not tuned are computed once:
+
+1. every annotated frame becomes `n_aug` augmented copies (the frame itself,
+   its mirror image, then random zoom / shift / mirror / brightness);
+2. the frozen early encoder (VidSegNet.early_features) runs once over all
+   copies; in "head" mode the late encoder too, so each step is the decoder
+   alone;
+3. `steps` Adam steps on random batches of cached copies with OSVOS's
+   class-balanced cross-entropy ("balanced") or the repository's BCE +
+   soft-IoU ("seg"). "full" mode tunes the late encoder as well (slower,
+   the quality option).
+
+BatchNorm statistics stay frozen (batches are copies of one frame). The
+parent is never modified: the tuned network is a copy.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Generator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ..models.vidsegnet import VidSegNet
+from ..types import InputError, Progress
+
+MODES = ("head", "full")
+LOSSES = ("balanced", "seg")
+
+
+@dataclass
+class FinetuneConfig:
+    mode: str = "head"  # "head": decoder on cached early+late features; "full": late encoder + decoder
+    steps: int = 300
+    lr: float = 1e-3
+    input_long_side: int = 448  # the frame is resized so its long side is this (multiple of 32 after rounding)
+    n_aug: int = 24  # augmented copies per annotated frame, features cached once
+    batch: int = 4  # training batch (copies per step)
+    loss: str = "seg"
+    batch_infer: int = 8  # frames per forward pass in propagation
+    keep_components: bool = True  # propagation: drop blobs that do not touch the previous frame's object
+    bf16: bool = False  # propagation: bfloat16 autocast (CPUs with avx512_bf16 / AMX)
+    fuse: bool = True  # propagation: fold BatchNorm into convs
+    threshold: float = 0.5
+    seed: int = 0
+    device: str | None = None  # None: the parent's device
+
+    def check(self) -> None:
+        if self.mode not in MODES:
+            raise InputError(f"fine-tuning mode must be one of {MODES}, got {self.mode!r}")
+        if self.loss not in LOSSES:
+            raise InputError(f"fine-tuning loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.steps < 0 or self.n_aug < 1 or self.batch < 1 or self.input_long_side < 32:
+            raise InputError("steps >= 0, n_aug >= 1, batch >= 1 and input_long_side >= 32 are required")
+
+
+# -- sizes and resizing shared with propagation ------------------------------
+def input_size(height: int, width: int, long_side: int) -> tuple[int, int]:
+    """(h, w) of the network input: long side about `long_side`, multiples of 32."""
+    s = long_side / max(height, width)
+    return (max(int(round(height * s / 32)) * 32, 32), max(int(round(width * s / 32)) * 32, 32))
+
+
+def resize_rgb(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """uint8 (H, W, 3) -> uint8 (h, w, 3). PIL's bilinear filter widens its
+    support when shrinking, so downscaled frames do not alias (and match the
+    PIL-resized crops the parent was trained on)."""
+    h, w = size
+    if img.shape[:2] == (h, w):
+        return np.ascontiguousarray(img)
+    return np.asarray(Image.fromarray(np.ascontiguousarray(img)).resize((w, h), Image.BILINEAR))
+
+
+def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """bool (H, W) -> float32 (h, w) soft mask (fraction of object in each pixel)."""
+    h, w = size
+    m = Image.fromarray(mask.astype(np.float32), mode="F")
+    return np.asarray(m.resize((w, h), Image.BILINEAR), np.float32)
+
+
+def to_tensor(imgs: Sequence[np.ndarray] | np.ndarray, device) -> torch.Tensor:
+    """uint8 (N, h, w, 3) -> float (N, 3, h, w) in [0, 1], channels_last."""
+    x = torch.from_numpy(np.ascontiguousarray(np.stack(imgs) if not isinstance(imgs, np.ndarray) else imgs))
+    x = x.to(device).permute(0, 3, 1, 2).float().div_(255)
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+def _check_pair(frame: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    frame = np.asarray(frame)
+    mask = np.asarray(mask).astype(bool)
+    if frame.ndim != 3 or frame.shape[2] < 3:
+        raise InputError(f"expected an (H, W, 3) frame, got shape {frame.shape}")
+    if mask.shape != frame.shape[:2]:
+        raise InputError(f"mask shape {mask.shape} does not match the frame {frame.shape[:2]}")
+    if frame.dtype != np.uint8:
+        frame = np.clip(frame, 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(frame[..., :3]), mask
+
+
+# -- augmentation --------------------------------------------------------------
+def augment(frame: np.ndarray, mask: np.ndarray, size: tuple[int, int], n: int,
+            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """`n` copies at the network input size: the frame, its mirror, then random
+    zoom (0.8-1.25, about the object), shift (up to 10 %), mirror and
+    brightness/contrast. Returns uint8 (n, h, w, 3) and float32 (n, h, w)."""
+    h, w = size
+    img = resize_rgb(frame, size)
+    m = resize_mask(mask, size)
+    n_rand = max(n - 2, 0)
+    base = torch.from_numpy(np.concatenate([img.astype(np.float32), m[..., None]], 2)).permute(2, 0, 1)[None]
+    out = [base[0], base[0].flip(-1)]
+    if n_rand:
+        ys, xs = np.nonzero(m > 0.5)
+        # Object centre in normalised [-1, 1] coordinates (zoom keeps it in view).
+        cx = (xs.mean() + 0.5) / w * 2 - 1 if len(xs) else 0.0
+        cy = (ys.mean() + 0.5) / h * 2 - 1 if len(ys) else 0.0
+        theta = np.zeros((n_rand, 2, 3), np.float32)
+        for i in range(n_rand):
+            s = math.exp(rng.uniform(math.log(0.8), math.log(1.25)))
+            tx, ty = rng.uniform(-0.2, 0.2), rng.uniform(-0.2, 0.2)  # 10 % of the side
+            # output p -> input (p - c - t) / s + c
+            theta[i] = [[1 / s, 0, cx - (cx + tx) / s], [0, 1 / s, cy - (cy + ty) / s]]
+        grid = F.affine_grid(torch.from_numpy(theta), (n_rand, 4, h, w), align_corners=False)
+        warped = F.grid_sample(base.expand(n_rand, -1, -1, -1), grid, mode="bilinear",
+                               padding_mode="reflection", align_corners=False)
+        for i in range(n_rand):
+            x = warped[i]
+            if rng.random() < 0.5:
+                x = x.flip(-1)
+            a, b = rng.uniform(0.85, 1.15), rng.uniform(-15, 15)
+            x = torch.cat([(x[:3] * a + b).clamp(0, 255), x[3:]])
+            out.append(x)
+    out = torch.stack(out[:max(n, 1)])
+    imgs = out[:, :3].round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+    return imgs, out[:, 3].contiguous().numpy()
+
+
+# -- losses ---------------------------------------------------------------------
+def balanced_bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """OSVOS's class-balanced cross-entropy: per image, foreground pixels weigh
+    |background| / |all| and background pixels |foreground| / |all|."""
+    n = target[0].numel()
+    pos = target.sum((1, 2, 3), keepdim=True)
+    beta = (n - pos) / n  # weight of the foreground
+    w = beta * target + (1 - beta) * (1 - target)
+    return 2 * F.binary_cross_entropy_with_logits(logits, target, weight=w)
+
+
+def loss_fn(name: str):
+    if name == "balanced":
+        return balanced_bce
+    from ..training.common import seg_loss  # BCE + soft IoU, as the parent was trained
+
+    return seg_loss
+
+
+# -- fine-tuning ------------------------------------------------------------------
+def _logits_from_features(net: VidSegNet, early, late, size) -> torch.Tensor:
+    logits = net.decoder([*early, *late], None)
+    return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+
+
+def finetune(parent: VidSegNet, frames: list[np.ndarray], masks: list[np.ndarray],
+             config: FinetuneConfig | None = None) -> Generator[Progress, None, VidSegNet]:
+    """Tune a copy of `parent` on the annotated (frame, mask) pairs; yields
+    Progress ("features", then "finetune"); returns the tuned net in eval mode."""
+    config = config or FinetuneConfig()
+    config.check()
+    if len(frames) != len(masks) or not frames:
+        raise InputError("fine-tuning needs at least one annotated frame and one mask per frame")
+    if getattr(parent, "in_channels", 3) != 3:
+        raise InputError("fine-tuning needs the 3-channel video parent network")
+    pairs = [_check_pair(f, m) for f, m in zip(frames, masks)]
+    device = torch.device(config.device) if config.device else next(parent.parameters()).device
+    rng = np.random.default_rng(config.seed)
+    torch.manual_seed(config.seed)
+    net = copy.deepcopy(parent).to(device).eval()  # eval: BatchNorm statistics stay frozen
+
+    # 1-2. Augmented copies and their cached features.
+    n_total = len(pairs) * config.n_aug
+    cache: dict[str, list] = {"early": [], "late": [], "y": []}
+    done = 0
+    for frame, mask in pairs:
+        size = input_size(*frame.shape[:2], config.input_long_side)
+        imgs, ms = augment(frame, mask, size, config.n_aug, rng)
+        for i in range(0, len(imgs), 8):
+            x = to_tensor(imgs[i:i + 8], device)
+            with torch.no_grad():
+                early = net.early_features(x)
+                cache["early"].append(early)
+                if config.mode == "head":
+                    cache["late"].append(net.encoder.late(early[-1]))
+            cache["y"].append(torch.from_numpy(ms[i:i + 8, None]).to(device))
+            done += len(x)
+            yield Progress("features", done, n_total, message=f"{size[1]}x{size[0]}")
+    # Frames of different sizes cannot share a batch; group copies by size.
+    groups = _group_by_size(cache, config.mode)
+
+    # 3. Tune.
+    params = list(net.decoder.parameters())
+    groups_lr = [{"params": params, "lr": config.lr}]
+    if config.mode == "full":
+        early_ids = {id(p) for p in net.encoder.early_parameters()}
+        late = [p for p in net.encoder.parameters() if id(p) not in early_ids]
+        groups_lr.append({"params": late, "lr": config.lr * 0.3})
+    for p in net.parameters():
+        p.requires_grad_(False)
+    for g in groups_lr:
+        for p in g["params"]:
+            p.requires_grad_(True)
+    opt = torch.optim.Adam(groups_lr)
+    base = [g["lr"] for g in groups_lr]
+    criterion = loss_fn(config.loss)
+    for step in range(config.steps):
+        frac = step / max(config.steps, 1)
+        for g, b in zip(opt.param_groups, base):
+            g["lr"] = b * 0.5 * (1 + math.cos(math.pi * frac))  # cosine to zero
+        key = list(groups)[rng.integers(len(groups))] if len(groups) > 1 else next(iter(groups))
+        grp = groups[key]
+        n = grp["y"].shape[0]
+        idx = torch.from_numpy(rng.choice(n, size=min(config.batch, n), replace=False)).to(device)
+        early, y = [t[idx] for t in grp["early"]], grp["y"][idx]
+        if config.mode == "head":
+            late_f = [t[idx] for t in grp["late"]]
+        else:
+            late_f = net.encoder.late(early[-1])
+        logits = _logits_from_features(net, early, late_f, y.shape[-2:])
+        loss = criterion(logits, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        yield Progress("finetune", step + 1, config.steps, message=f"loss {loss.item():.3f}")
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net.eval()
+
+
+def _group_by_size(cache, mode) -> dict:
+    groups: dict[tuple, dict] = {}
+    for i, y in enumerate(cache["y"]):
+        key = tuple(y.shape[-2:])
+        g = groups.setdefault(key, {"early": [], "late": [], "y": []})
+        g["early"].append(cache["early"][i])
+        g["y"].append(y)
+        if mode == "head":
+            g["late"].append(cache["late"][i])
+    out = {}
+    for key, g in groups.items():
+        out[key] = {"early": [torch.cat(ts) for ts in zip(*g["early"])], "y": torch.cat(g["y"]),
+                    "late": [torch.cat(ts) for ts in zip(*g["late"])] if g["late"] else []}
+    return out
+
+
+def load_parent(device=None) -> VidSegNet:
+    """The shipped parent network (weights/parent_v1.pt), checked and in eval mode."""
+    from ..models.registry import build
+
+    return build("parent", device)

@@ -1,0 +1,228 @@
+"""Segment every frame of a video with a (fine-tuned) parent network.
+
+    for r in propagate(net, source, {0: mask0}, config):
+        store(r.t, r.mask, r.prob, r.confidence)   # closing the loop cancels
+
+Work goes outward from the annotated frames: each unannotated frame belongs
+to its nearest annotated frame (its "anchor"), forward or backward of it.
+Those runs are processed in round-robin blocks of `config.batch_infer`
+consecutive frames (one chunked read of the video and one batched forward
+pass per block), so the frames next to the user's annotations are ready
+first and the results are usable while propagation continues.
+
+Each frame is predicted independently by the network tuned on all annotated
+frames; the only temporal link is an optional clean-up (`keep_components`):
+blobs that do not touch the (dilated) mask of the frame before it in the run
+are dropped, which removes distractors that appear away from the object.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+from dataclasses import dataclass
+from typing import Generator, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+
+from ..types import InputError
+from .finetune import FinetuneConfig, input_size, load_parent, resize_rgb, to_tensor
+
+__all__ = ["FrameResult", "propagate", "plan_order", "prepare_for_inference", "load_parent"]
+
+
+@dataclass
+class FrameResult:
+    t: int
+    mask: np.ndarray  # (H, W) bool
+    prob: np.ndarray  # (H, W) float16, the network's foreground probability
+    confidence: float  # in [0, 1]: how sure the network is about this frame (see confidence_of)
+    annotated: bool = False  # True: the annotated mask, handed back unchanged
+
+
+class _ArraySource:
+    """A (T, H, W, 3) array seen through VideoSource's reading interface."""
+
+    def __init__(self, array: np.ndarray):
+        self.array = array
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    def frames(self, start: int, stop: int) -> np.ndarray:
+        return np.asarray(self.array[start:stop])
+
+
+def _as_source(source):
+    if isinstance(source, np.ndarray):
+        if source.ndim != 4 or source.shape[-1] < 3:
+            raise InputError(f"expected a (T, H, W, 3) video array, got shape {source.shape}")
+        return _ArraySource(source)
+    if not hasattr(source, "frames"):
+        raise InputError(f"expected a VideoSource or a (T, H, W, 3) array, got {type(source).__name__}")
+    return source
+
+
+def plan_order(n_frames: int, annotated: Sequence[int], frames: Sequence[int] | None = None,
+               block: int = 8) -> list[list[int]]:
+    """Blocks of frames in processing order (annotated frames excluded).
+
+    Every frame joins the run of its nearest annotated frame (ties go to the
+    earlier one, i.e. forward); each run is cut into blocks of up to `block`
+    consecutive frames ordered away from the anchor; blocks are taken
+    round-robin over the runs so that work spreads outward from every anchor.
+    With no annotated frames, one forward run from frame 0."""
+    wanted = sorted(set(range(n_frames) if frames is None else (int(t) for t in frames)))
+    for t in wanted:
+        if not 0 <= t < n_frames:
+            raise InputError(f"frame {t} is outside the video (0..{n_frames - 1})")
+    anchors = sorted(a for a in set(int(a) for a in annotated) if 0 <= a < n_frames)
+    todo = [t for t in wanted if t not in set(anchors)]
+    if not anchors:
+        runs = [todo]
+    else:
+        a = np.asarray(anchors)
+        buckets: dict[tuple[int, int], list[int]] = {}
+        for t in todo:
+            d = np.abs(a - t)
+            k = int(np.flatnonzero(d == d.min())[0])  # the earlier anchor on a tie
+            direction = 1 if t > a[k] else -1
+            buckets.setdefault((k, direction), []).append(t)
+        runs = []
+        for (k, direction), ts in sorted(buckets.items(), key=lambda kv: (kv[0][0], -kv[0][1])):
+            runs.append(sorted(ts, key=lambda t: abs(t - anchors[k])))
+    blocks_per_run = []
+    for run in runs:
+        blocks, cur = [], []
+        for t in run:
+            # A block holds consecutive frames only (one contiguous read).
+            if cur and (len(cur) == block or abs(t - cur[-1]) != 1):
+                blocks.append(cur)
+                cur = []
+            cur.append(t)
+        if cur:
+            blocks.append(cur)
+        blocks_per_run.append(blocks)
+    order = []
+    for i in range(max((len(b) for b in blocks_per_run), default=0)):
+        for blocks in blocks_per_run:
+            if i < len(blocks):
+                order.append(blocks[i])
+    return order
+
+
+def prepare_for_inference(net, config: FinetuneConfig, device=None):
+    """An eval-mode copy on `device`, BatchNorm folded, channels_last."""
+    from ..models.fuse import fuse_bn
+
+    device = torch.device(device) if device else next(net.parameters()).device
+    net = fuse_bn(net) if config.fuse else copy.deepcopy(net).eval()
+    return net.to(device).to(memory_format=torch.channels_last).eval()
+
+
+def confidence_of(prob: np.ndarray, threshold: float = 0.5) -> float:
+    """Mean certainty |2p - 1| over the object's neighbourhood (its bounding box
+    grown by half its size), or over the whole frame when nothing is found:
+    a frame full of undecided pixels near the object is a likely failure."""
+    fg = prob > threshold
+    if fg.any():
+        ys, xs = np.flatnonzero(fg.any(1)), np.flatnonzero(fg.any(0))
+        h, w = ys[-1] - ys[0] + 1, xs[-1] - xs[0] + 1
+        y0, y1 = max(ys[0] - h // 4, 0), ys[-1] + 1 + h // 4
+        x0, x1 = max(xs[0] - w // 4, 0), xs[-1] + 1 + w // 4
+        region = prob[y0:y1, x0:x1]
+    else:
+        region = prob
+    return float(np.abs(2 * region.astype(np.float32) - 1).mean())
+
+
+def keep_touching(mask: np.ndarray, prev: np.ndarray | None, radius: int) -> np.ndarray:
+    """Connected components of `mask` that come within `radius` pixels of
+    `prev`; the mask unchanged when there is no previous mask or nothing
+    would be left. Proximity is tested on a 4x coarser grid (cheap; blobs
+    smaller than that grid are dropped, which is what a clean-up wants)."""
+    if prev is None or not mask.any() or not prev.any():
+        return mask
+    labels, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    if n <= 1:
+        return mask
+    step = 4
+    near = ndimage.maximum_filter(prev[::step, ::step].astype(np.uint8), size=2 * (radius // step) + 1) > 0
+    lab = labels[::step, ::step]
+    keep = np.unique(lab[near & (lab > 0)])
+    if len(keep) == 0:
+        return mask
+    return np.isin(labels, keep)
+
+
+def _autocast(device: torch.device, enabled: bool):
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def propagate(net, source, annotated: Mapping[int, np.ndarray], config: FinetuneConfig | None = None,
+              frames: Sequence[int] | None = None) -> Generator[FrameResult, None, None]:
+    """Yield a FrameResult for every frame in `frames` (default: all): first the
+    annotated frames (their masks, unchanged), then the others outward from
+    them. Close the generator to cancel; nothing is left running."""
+    config = config or FinetuneConfig()
+    src = _as_source(source)
+    n = len(src)
+    first = src.frames(0, 1)[0] if n else None
+    if first is None:
+        return
+    H, W = first.shape[:2]
+    for t, m in annotated.items():
+        if np.asarray(m).shape != (H, W):
+            raise InputError(f"annotated mask of frame {t} has shape {np.asarray(m).shape}, the video is {H}x{W}")
+    device = torch.device(config.device) if config.device else next(net.parameters()).device
+    model = prepare_for_inference(net, config, device)
+    size = input_size(H, W, config.input_long_side)
+    wanted = set(range(n)) if frames is None else set(int(t) for t in frames)
+    masks_done: dict[int, np.ndarray] = {}
+    for t in sorted(annotated):
+        m = np.asarray(annotated[t]).astype(bool)
+        masks_done[t] = m
+        if t in wanted:
+            yield FrameResult(t, m, m.astype(np.float16), 1.0, annotated=True)
+    # Dilation radius for the component clean-up: objects move a few % of the frame per frame.
+    radius = max(int(0.04 * max(H, W)), 3)
+    use_bf16 = config.bf16 and device.type in ("cpu", "cuda")
+    done = set(annotated)
+    for block in plan_order(n, list(annotated), sorted(wanted), config.batch_infer):
+        lo, hi = min(block), max(block)
+        clip = src.frames(lo, hi + 1)
+        imgs = np.stack([resize_rgb(np.asarray(clip[t - lo])[..., :3], size) for t in block])
+        with torch.inference_mode(), _autocast(device, use_bf16):
+            logits = model(to_tensor(imgs, device))
+        logits = logits.float()
+        small = torch.sigmoid(logits)[:, 0].cpu().numpy()
+        # Upsample logits (not probabilities) to the frame: sharper edges.
+        full = torch.sigmoid(F.interpolate(logits, size=(H, W), mode="bilinear", align_corners=False))[:, 0]
+        full = full.cpu().numpy()
+        for i, t in enumerate(block):
+            prob = full[i]
+            mask = prob > config.threshold
+            if config.keep_components:
+                # The neighbour closer to the anchor was done before (same run, earlier block or index).
+                prev = masks_done.get(t - 1 if _forward(t, annotated) else t + 1)
+                mask = keep_touching(mask, prev, radius)
+            masks_done[t] = mask
+            yield FrameResult(t, mask, prob.astype(np.float16), confidence_of(small[i], config.threshold))
+        # A mask is kept only while a neighbour still waits for it as its "previous" mask.
+        done.update(block)
+        for t in [t for t in masks_done if t not in annotated]:
+            if all(u in done or u not in wanted for u in (t - 1, t + 1)):
+                del masks_done[t]
+
+
+def _forward(t: int, annotated: Mapping[int, np.ndarray]) -> bool:
+    """Whether frame t is reached going forward from its anchor (see plan_order)."""
+    if not annotated:
+        return True
+    a = np.asarray(sorted(annotated))
+    d = np.abs(a - t)
+    return t > a[int(np.flatnonzero(d == d.min())[0])]

@@ -1,0 +1,85 @@
+"""Frame quality without ground truth: which propagated frames to look at first.
+
+Three cues, each in [0, 1] (higher = better), averaged with weights:
+
+* confidence: the network's own certainty near the object (propagate's
+  FrameResult.confidence: mean |2p - 1| around the predicted object);
+* temporal IoU: the mean IoU of the frame's mask with its neighbours' masks
+  (the paper found OSVOS failures show up as masks that flicker);
+* area consistency: exp(-|log(area / local median area)|) over a window of
+  frames, which flags frames where the object suddenly grows or shrinks,
+  including failures that last a few frames.
+
+    scores = frame_scores(masks, confidence)       # {t: score}
+    worst_frames(scores, k=5, exclude=annotated)   # lowest scores first
+"""
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+import numpy as np
+
+#: (confidence, temporal IoU, area consistency)
+DEFAULT_WEIGHTS = (0.4, 0.3, 0.3)
+AREA_WINDOW = 5  # frames each side for the local median area
+_STRIDE = 4  # masks are compared at 1/4 resolution: plenty for IoU and area
+
+
+def _small(mask: np.ndarray) -> np.ndarray:
+    return np.asarray(mask, bool)[::_STRIDE, ::_STRIDE]
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.count_nonzero(a | b)
+    return 1.0 if union == 0 else np.count_nonzero(a & b) / union
+
+
+def temporal_iou(masks: Mapping[int, np.ndarray]) -> dict[int, float]:
+    """Mean IoU with the masks of the frames right before and after (those present)."""
+    ts = sorted(masks)
+    small = {t: _small(masks[t]) for t in ts}
+    pair = {t: _iou(small[t], small[t + 1]) for t in ts if t + 1 in small}
+    out = {}
+    for t in ts:
+        vals = [pair[u] for u in (t - 1, t) if u in pair]
+        out[t] = float(np.mean(vals)) if vals else 1.0
+    return out
+
+
+def area_consistency(masks: Mapping[int, np.ndarray], window: int = AREA_WINDOW) -> dict[int, float]:
+    """exp(-|log(area_t / median area of the frames within `window`)|)."""
+    ts = sorted(masks)
+    area = {t: float(np.count_nonzero(_small(masks[t]))) for t in ts}
+    out = {}
+    for t in ts:
+        nb = [area[u] for u in range(t - window, t + window + 1) if u in area and u != t]
+        if not nb:
+            out[t] = 1.0
+            continue
+        med = float(np.median(nb))
+        out[t] = float(np.exp(-abs(np.log((area[t] + 1.0) / (med + 1.0)))))
+    return out
+
+
+def frame_scores(masks: Mapping[int, np.ndarray], confidence: Mapping[int, float],
+                 weights: tuple[float, float, float] = DEFAULT_WEIGHTS) -> dict[int, float]:
+    """Quality score per frame of `masks` in [0, 1]; higher = better. Frames
+    without a confidence value use the temporal cues alone."""
+    tiou = temporal_iou(masks)
+    area = area_consistency(masks)
+    wc, wi, wa = weights
+    out = {}
+    for t in masks:
+        c = confidence.get(t)
+        if c is None:
+            out[t] = (wi * tiou[t] + wa * area[t]) / (wi + wa)
+        else:
+            out[t] = (wc * float(c) + wi * tiou[t] + wa * area[t]) / (wc + wi + wa)
+    return out
+
+
+def worst_frames(scores: Mapping[int, float], k: int, exclude: Iterable[int] = ()) -> list[int]:
+    """The k frames with the lowest score, worst first (ties: earlier frame first)."""
+    ex = set(int(t) for t in exclude)
+    ranked = sorted((s, t) for t, s in scores.items() if t not in ex)
+    return [t for _, t in ranked[:max(int(k), 0)]]

@@ -1,0 +1,215 @@
+"""One-shot tuning, propagation, frame quality and the DAVIS evaluation on a
+tiny synthetic moving-disk video (no data, no shipped weights needed)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from napari_vidseg.models.vidsegnet import VidSegNet
+from napari_vidseg.types import Progress
+from napari_vidseg.video.finetune import FinetuneConfig, finetune
+from napari_vidseg.video.propagate import FrameResult, plan_order, propagate
+from napari_vidseg.video.quality import frame_scores, worst_frames
+
+T, H, W, R = 12, 64, 64, 12
+
+
+def disk_video(T=T, H=H, W=W, r=R, seed=0):
+    """A red disk moving right over a dark noisy background."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:H, :W]
+    bg = (rng.random((H, W, 3)) * 80).astype(np.uint8)
+    frames, masks = [], []
+    for t in range(T):
+        m = (xx - (16 + 3 * t)) ** 2 + (yy - H // 2) ** 2 <= r * r
+        f = bg.copy()
+        f[m] = (220, 60, 40)
+        frames.append(f)
+        masks.append(m)
+    return np.stack(frames), np.stack(masks)
+
+
+def random_net(seed=0) -> VidSegNet:
+    """A random VidSegNet(3) with EfficientNet's fan-out initialisation, so that
+    features do not vanish through the frozen encoder (PyTorch's default
+    initialisation shrinks them layer after layer)."""
+    torch.manual_seed(seed)
+    net = VidSegNet(3)
+    for m in net.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+    return net.eval()
+
+
+def iou(a, b):
+    u = np.count_nonzero(a | b)
+    return np.count_nonzero(a & b) / u if u else 1.0
+
+
+def run_finetune(net, frames, masks, cfg):
+    progress, gen = [], finetune(net, frames, masks, cfg)
+    while True:
+        try:
+            progress.append(next(gen))
+        except StopIteration as stop:
+            return stop.value, progress
+
+
+FAST = dict(input_long_side=64, n_aug=8, batch=4, lr=1e-2, batch_infer=4)
+
+
+@pytest.fixture(scope="module")
+def tuned():
+    video, truth = disk_video()
+    net = random_net()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    cfg = FinetuneConfig(mode="head", steps=40, **FAST)
+    out, progress = run_finetune(net, [video[0]], [truth[0]], cfg)
+    return video, truth, net, before, out, progress, cfg
+
+
+def test_finetune_yields_progress_and_returns_a_tuned_copy(tuned):
+    video, truth, net, before, out, progress, cfg = tuned
+    assert isinstance(out, VidSegNet) and out is not net
+    assert all(isinstance(p, Progress) for p in progress)
+    stages = [p.stage for p in progress]
+    assert stages[0] == "features" and stages[-1] == "finetune"
+    assert progress[-1].done == progress[-1].total == cfg.steps
+    # The parent is untouched.
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+def test_finetune_learns_the_annotated_frame(tuned):
+    video, truth, net, before, out, progress, cfg = tuned
+    x = torch.from_numpy(video[:1]).permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():
+        pred_after = (torch.sigmoid(out(x))[0, 0] > 0.5).numpy()
+        pred_before = (torch.sigmoid(net(x))[0, 0] > 0.5).numpy()
+    assert iou(pred_after, truth[0]) > 0.8
+    assert iou(pred_before, truth[0]) < 0.5  # the untuned net knows nothing of the disk
+
+
+def test_full_mode_runs_and_learns():
+    video, truth = disk_video()
+    cfg = FinetuneConfig(mode="full", steps=30, **FAST)
+    out, _ = run_finetune(random_net(), [video[0]], [truth[0]], cfg)
+    res = {r.t: r for r in propagate(out, video, {0: truth[0]}, cfg)}
+    assert np.mean([iou(res[t].mask, truth[t]) for t in range(1, T)]) > 0.7
+
+
+def test_propagate_forward_from_frame_zero(tuned):
+    video, truth, net, before, out, progress, cfg = tuned
+    res = list(propagate(out, video, {0: truth[0]}, cfg))
+    assert [r.t for r in res] == list(range(T))
+    assert res[0].annotated and np.array_equal(res[0].mask, truth[0])
+    for r in res:
+        assert isinstance(r, FrameResult)
+        assert r.mask.shape == (H, W) and r.mask.dtype == bool
+        assert r.prob.shape == (H, W) and r.prob.dtype == np.float16
+        assert 0.0 <= r.confidence <= 1.0
+    # The disk moves 3 px a frame: the tuned net follows it.
+    assert np.mean([iou(r.mask, truth[r.t]) for r in res[1:]]) > 0.7
+
+
+def test_propagate_both_directions_from_a_middle_frame(tuned):
+    video, truth, net, before, out, progress, cfg = tuned
+    order = [r.t for r in propagate(out, video, {5: truth[5]}, cfg)]
+    assert order[0] == 5 and sorted(order) == list(range(T))
+    fwd = [t for t in order if t > 5]
+    bwd = [t for t in order if t < 5]
+    assert fwd == sorted(fwd) and bwd == sorted(bwd, reverse=True)
+    # Round-robin blocks of 4: forward 6-9, backward 4-1, forward 10-11, backward 0.
+    assert order == [5, 6, 7, 8, 9, 4, 3, 2, 1, 10, 11, 0]
+
+
+def test_plan_order_splits_between_anchors():
+    blocks = plan_order(12, [2, 9], block=3)
+    flat = [t for b in blocks for t in b]
+    assert sorted(flat) == [t for t in range(12) if t not in (2, 9)]
+    # Frames 3-5 belong to anchor 2 (5 is nearer 2 than 9), 6-8 to anchor 9 backward.
+    # Forward first, then backward, anchor by anchor, round-robin.
+    assert blocks == [[3, 4, 5], [1, 0], [10, 11], [8, 7, 6]]
+    # Only the requested frames.
+    assert [t for b in plan_order(12, [0], frames=[3, 4, 10], block=8) for t in b] == [3, 4, 10]
+
+
+def test_closing_propagation_midway_stops_cleanly(tuned):
+    video, truth, net, before, out, progress, cfg = tuned
+    gen = propagate(out, video, {0: truth[0]}, cfg)
+    got = [next(gen).t for _ in range(3)]
+    gen.close()
+    assert got == [0, 1, 2]
+    with pytest.raises(StopIteration):
+        next(gen)
+
+
+def test_area_jump_ranks_worst():
+    _, truth = disk_video()
+    masks = {t: truth[t].copy() for t in range(T)}
+    masks[6] = np.zeros((H, W), bool)
+    masks[6][10:60, 5:60] = True  # the mask suddenly balloons
+    conf = {t: 0.9 for t in range(T)}
+    scores = frame_scores(masks, conf)
+    assert worst_frames(scores, 1) == [6]
+    assert worst_frames(scores, 3, exclude=[6])[0] in (5, 7)  # its neighbours come next
+    assert all(scores[6] < s for t, s in scores.items() if t != 6)
+
+
+def test_low_confidence_ranks_worst_when_masks_agree():
+    _, truth = disk_video()
+    masks = {t: truth[t] for t in range(T)}
+    conf = {t: 0.95 for t in range(T)}
+    conf[3] = 0.2
+    assert worst_frames(frame_scores(masks, conf), 2)[0] == 3
+
+
+# -- evaluation ------------------------------------------------------------------
+def test_j_and_f_of_identical_masks_are_one():
+    from napari_vidseg.eval.davis import f_score, j_score
+
+    _, truth = disk_video()
+    assert j_score(truth[3], truth[3]) == 1.0
+    assert f_score(truth[3], truth[3]) == 1.0
+    assert j_score(truth[0], truth[11]) < 0.2
+    assert f_score(truth[0], truth[11]) < 0.5
+
+
+def make_davis(root: Path, seqs=("diskA", "diskB"), n=6) -> Path:
+    for k, seq in enumerate(seqs):
+        video, truth = disk_video(T=n, seed=k)
+        (root / "JPEGImages" / "480p" / seq).mkdir(parents=True)
+        (root / "Annotations" / "480p" / seq).mkdir(parents=True)
+        for t in range(n):
+            Image.fromarray(video[t]).save(root / "JPEGImages" / "480p" / seq / f"{t:05d}.jpg", quality=95)
+            Image.fromarray(truth[t].astype(np.uint8) * 255).save(root / "Annotations" / "480p" / seq / f"{t:05d}.png")
+    (root / "ImageSets").mkdir()
+    (root / "ImageSets" / "val_dev.txt").write_text("\n".join(seqs) + "\n")
+    return root
+
+
+def test_eval_video_command_on_a_tiny_davis_folder(tmp_path):
+    from napari_vidseg.models.registry import save_weights
+
+    root = make_davis(tmp_path / "davis")
+    weights = tmp_path / "parent_tiny.pt"
+    save_weights(random_net(), weights)
+    cmd = [sys.executable, "-m", "napari_vidseg.cli", "eval-video", str(root), "--init", "mask",
+           "--weights-parent", str(weights), "--steps", "3", "--n-aug", "2", "--input-long-side", "64"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                         env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    last = json.loads(out.stdout.strip().splitlines()[-1])
+    for key in ("j_mean", "f_mean", "per_sequence", "init", "finetune_seconds", "propagate_fps"):
+        assert key in last, key
+    assert set(last["per_sequence"]) == {"diskA", "diskB"}
+    assert last["init"] == "mask"
+    assert 0.0 <= last["j_mean"] <= 1.0 and 0.0 <= last["f_mean"] <= 1.0
+    assert last["propagate_fps"] > 0
