@@ -272,6 +272,18 @@ def _default_features(n: int, obj: int):
     return pd.DataFrame({"positive": np.ones(n, bool), "object": np.full(n, obj, int)})
 
 
+def clear_interactions(points, shapes) -> None:
+    """Empty a points and a shapes layer, keeping their positive/object feature columns."""
+    import pandas as pd
+
+    if points is not None:
+        _replace_points(points, np.zeros((0, points.ndim)), np.zeros(0, bool), np.zeros(0, int))
+    if shapes is not None and len(shapes.data):
+        shapes.selected_data = set(range(len(shapes.data)))
+        shapes.remove_selected()
+        shapes.features = pd.DataFrame({"positive": np.zeros(0, bool), "object": np.zeros(0, int)})
+
+
 def restore_interactions(points, shapes, interactions: dict[tuple[int, int], Interactions]) -> None:
     """Fill (empty) points/shapes layers with a session's (object, frame) -> Interactions."""
     for (obj, t), inter in sorted(interactions.items()):

@@ -1,0 +1,223 @@
+"""What the widget runs off the GUI thread: plain functions of a session.
+
+No Qt here: each job takes the session and plain data snapshotted from the
+layers on the GUI thread, calls the library, and returns (or yields) plain
+data the GUI thread draws.  Keeping them Qt-free makes them testable without a
+viewer and keeps the widget a thin adapter.
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..types import Interactions, Progress, Provenance
+
+#: Set while a widget job runs, so that the scripting hooks (script.py) know the
+#: widget itself is calling and will draw the result.
+IN_WIDGET = threading.local()
+
+
+@contextlib.contextmanager
+def widget_call():
+    IN_WIDGET.active = True
+    try:
+        yield
+    finally:
+        IN_WIDGET.active = False
+
+
+def in_widget_call() -> bool:
+    return bool(getattr(IN_WIDGET, "active", False))
+
+
+def _lock(session):
+    # The session serialises its verbs with its own lock; reads of the mask
+    # store from a second thread take it too so they never see a half-written frame.
+    return getattr(session, "_lock", None) or contextlib.nullcontext()
+
+
+def frame_labels(session, t: int) -> np.ndarray:
+    """The (H, W) label image of frame t (all objects)."""
+    with _lock(session):
+        return np.asarray(session.masks.labels(t))
+
+
+@dataclass
+class FrameUpdate:
+    """The result of a job on one frame: what the layers should now show."""
+
+    obj: int
+    t: int
+    labels: np.ndarray  # (H, W) label image of all objects on frame t
+    interactions: Interactions = field(default_factory=Interactions)
+    request: int = 0
+
+
+def _is_prefix(short: list, long: list) -> bool:
+    return len(short) <= len(long) and long[:len(short)] == short
+
+
+def sync_interactions(session, t: int, obj: int, wanted: Interactions, request: int = 0) -> FrameUpdate:
+    """Make the session's interactions of (obj, t) equal `wanted`, re-segmenting once.
+
+    New clicks/strokes appended after the stored ones are added incrementally
+    (the current mask is the segmenter's starting point, as in the paper's
+    correction loop); anything else (a moved or deleted point) re-segments the
+    frame from its starting point with the full list.
+    """
+    with widget_call():
+        have = session.interactions.get((obj, t)) or Interactions()
+        if wanted.clicks == have.clicks and wanted.strokes == have.strokes:
+            pass
+        elif not wanted:
+            while session.interactions.get((obj, t)):
+                session.undo_interaction(t, obj)
+        elif _is_prefix(have.clicks, wanted.clicks) and _is_prefix(have.strokes, wanted.strokes):
+            extra = Interactions(wanted.clicks[len(have.clicks):], wanted.strokes[len(have.strokes):])
+            session.add_interactions(t, obj, extra)
+        else:
+            session.add_interactions(t, obj, wanted.copy(), replace=True)
+        return _update(session, obj, t, request)
+
+
+def _update(session, obj: int, t: int, request: int) -> FrameUpdate:
+    inter = session.interactions.get((obj, t)) or Interactions()
+    return FrameUpdate(obj, t, frame_labels(session, t), inter.copy(), request)
+
+
+def undo(session, t: int, obj: int, request: int = 0) -> FrameUpdate:
+    with widget_call():
+        session.undo_interaction(t, obj)
+        return _update(session, obj, t, request)
+
+
+def redo(session, t: int, obj: int, request: int = 0) -> FrameUpdate:
+    with widget_call():
+        session.redo_interaction(t, obj)
+        return _update(session, obj, t, request)
+
+
+def store_painted(session, frames: dict[int, np.ndarray], objects: list[int]) -> list[int]:
+    """Painted label edits -> the session: each object's mask on each painted frame.
+
+    A painted propagated frame becomes CORRECTED (it then joins the annotated
+    frames the video network tunes on); any other painted frame is USER.
+    """
+    changed = []
+    with widget_call():
+        for t, label_image in frames.items():
+            for obj in objects:
+                if obj not in session.objects:
+                    continue
+                new = label_image == obj
+                old = session.masks.get(obj, t)
+                if old is None and not new.any():
+                    continue
+                if old is not None and np.array_equal(old, new):
+                    continue
+                prov = session.masks.provenance(obj, t)
+                keep = Provenance.CORRECTED if prov in (Provenance.PROPAGATED, Provenance.CORRECTED) \
+                    else Provenance.USER
+                session.set_mask(t, obj, new, keep)
+                changed.append(t)
+    return sorted(set(changed))
+
+
+def remove_object(session, obj: int) -> dict[int, np.ndarray]:
+    """Delete an object; returns the new label images of the frames it was on."""
+    with widget_call():
+        frames = list(session.masks.frames(obj))
+        session.remove_object(obj)
+        return {t: frame_labels(session, t) for t in frames}
+
+
+def all_labels(session, cancel: threading.Event | None = None):
+    """Yield (t, labels) for every frame that has any mask (restoring a session into a layer)."""
+    frames = sorted({t for obj in list(session.objects) for t in session.masks.frames(obj)})
+    for t in frames:
+        if cancel is not None and cancel.is_set():
+            return
+        yield t, frame_labels(session, t)
+
+
+def propagate(session, obj: int, config=None, cancel: threading.Event | None = None):
+    """session.propagate with the new label image of each finished frame.
+
+    Yields (Progress, labels-or-None); stops (closing the library generator, which
+    keeps the frames done) as soon as `cancel` is set.  Returns True when it ran
+    to the end.
+    """
+    with widget_call():
+        job = session.propagate(obj, config)
+    try:
+        while True:
+            with widget_call():
+                try:
+                    p = next(job)
+                except StopIteration:
+                    return True
+            labels = frame_labels(session, p.frame) if p.frame is not None and p.stage == "propagate" else None
+            yield p, labels
+            if cancel is not None and cancel.is_set():
+                return False
+    finally:
+        job.close()
+
+
+def worst_frames(session, obj: int, k: int = 10) -> list[tuple[int, float]]:
+    """The k worst propagated frames with their scores (worst first)."""
+    with widget_call():
+        worst = session.worst_frames(obj, k)
+        scores = session.frame_scores(obj) if worst else {}
+    return [(int(t), float(scores.get(t, float("nan")))) for t in worst]
+
+
+@dataclass
+class ExportPlan:
+    folder: Path
+    obj: int | None
+    name: str = "object"
+    background: object = None
+    stickers: tuple[str, ...] = (".gif", ".webp")
+
+
+def export(session, plan: ExportPlan, cancel: threading.Event | None = None):
+    """Mask PNGs, label volume, stickers (GIF + WebP) and composite video into one folder.
+
+    Yields Progress; returns {what: path}.
+    """
+    folder = Path(plan.folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in plan.name) or "object"
+    written: dict = {}
+    first, *more = plan.stickers
+    jobs = [dict(out_dir=folder / "masks", labels=folder / "labels.npy",
+                 sticker=folder / f"{stem}{first}", composite=folder / f"{stem}.mp4",
+                 background=plan.background)]
+    jobs += [dict(sticker=folder / f"{stem}{suffix}") for suffix in more]
+    for kwargs in jobs:
+        with widget_call():
+            gen = session.export(obj=plan.obj, **kwargs)
+        try:
+            while True:
+                with widget_call():
+                    try:
+                        p = next(gen)
+                    except StopIteration as stop:
+                        result = stop.value or {}
+                        break
+                yield p
+                if cancel is not None and cancel.is_set():
+                    return written
+        finally:
+            gen.close()
+        for key, value in result.items():
+            if key == "sticker" and "sticker" in written:
+                key = f"sticker{Path(value).suffix}"
+            written[key] = value
+    yield Progress("export", 1, 1, message="done")
+    return written

@@ -1,0 +1,886 @@
+"""The dock widget: clicks and strokes on a video layer -> masks, propagation, export.
+
+The widget is an adapter: it reads the layers it manages (layers.py), hands
+plain data to jobs (jobs.py) that run the library in worker threads, and draws
+what comes back.  No model call ever runs on the GUI thread.
+
+Flow of one click: the Points layer emits a data event -> the (object, frame)
+is marked dirty -> after a short debounce (150 ms, so a burst of clicks costs
+one segmentation) the frame's interactions are snapshotted and queued -> a
+worker makes the session match them (one re-segmentation) -> the frame's label
+image is written into the Labels layer with ``data_setitem`` (napari's undo
+history then holds it).  Each (object, frame) has a request counter: a result
+that a newer request has superseded is dropped (latest request wins).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from magicgui.widgets import (ComboBox, Container, FileEdit, Label, LineEdit, ProgressBar,
+                              PushButton, RadioButtons, Select)
+from qtpy.QtCore import QTimer
+
+from ..types import InputError, Interactions
+from . import jobs
+from . import layers as L
+
+log = logging.getLogger(__name__)
+
+DEBOUNCE_MS = 150
+N_WORST = 10
+
+SHORTCUTS = """Keyboard shortcuts (on the clicks and strokes layers):
+  click (Points layer, add mode)  add a click to the selected object
+  Shift+click                     add a negative click
+  N                               toggle positive / negative
+  Ctrl+Z / Ctrl+Shift+Z           undo / redo the last click or stroke on this frame
+  Delete (select mode)            remove selected clicks (the frame is re-segmented)
+On the masks (Labels) layer napari's own brush, eraser and Ctrl+Z work; painted
+edits are stored in the session."""
+
+BACKGROUNDS = {
+    "original (dimmed)": None,
+    "black": (0, 0, 0),
+    "white": (255, 255, 255),
+    "green screen": (0, 177, 64),
+    "image file": "file",
+}
+
+
+def show_error(message: str) -> None:
+    """A one-line error notification (never a traceback in the viewer)."""
+    try:
+        from napari.utils.notifications import show_error as _show
+
+        _show(message)
+    except Exception:  # no viewer (scripts): the log is enough
+        log.error(message)
+
+
+def show_info(message: str) -> None:
+    try:
+        from napari.utils.notifications import show_info as _show
+
+        _show(message)
+    except Exception:
+        log.info(message)
+
+
+def describe(exc: BaseException) -> str:
+    if isinstance(exc, InputError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+class JobQueue:
+    """Run short session jobs one at a time in worker threads, in submission order.
+
+    Jobs with the same `key` that are still waiting are replaced by the newer one,
+    so a burst of edits on one frame costs one run.
+    """
+
+    def __init__(self, on_error: Callable[[BaseException], None]):
+        self._waiting: deque = deque()
+        self._running = None
+        self._on_error = on_error
+        self.workers = []  # kept referenced until finished (Qt would drop them)
+
+    @property
+    def busy(self) -> bool:
+        return self._running is not None or bool(self._waiting)
+
+    def submit(self, fn, *args, on_done=None, key=None) -> None:
+        if key is not None:
+            self._waiting = deque(j for j in self._waiting if j[3] != key)
+        self._waiting.append((fn, args, on_done, key))
+        self._start_next()
+
+    def _start_next(self) -> None:
+        if self._running is not None or not self._waiting:
+            return
+        from napari.qt.threading import create_worker
+
+        fn, args, on_done, _ = self._waiting.popleft()
+        worker = create_worker(_guarded, fn, *args, _start_thread=False)
+        self._running = worker
+
+        def returned(value, on_done=on_done):
+            ok, result = value
+            if not ok:
+                self._on_error(result)
+            elif on_done is not None:
+                try:
+                    on_done(result)
+                except Exception as e:  # drawing failed: report, keep the queue alive
+                    log.exception("drawing a job result failed")
+                    self._on_error(e)
+
+        def finished(worker=worker):
+            self._running = None
+            if worker in self.workers:
+                self.workers.remove(worker)
+            self._start_next()
+
+        worker.returned.connect(returned)
+        worker.finished.connect(finished)
+        self.workers.append(worker)
+        worker.start()
+
+
+def _guarded(fn, *args):
+    """Run fn; return (True, result) or (False, exception): errors reach the GUI as values,
+    so napari's default handler does not dump a traceback into the viewer."""
+    try:
+        return True, fn(*args)
+    except Exception as e:
+        log.debug("job %s failed", getattr(fn, "__name__", fn), exc_info=True)
+        return False, e
+
+
+def _guarded_gen(gen_fn, *args):
+    """Like _guarded for a generator job: yields its items; returns (ok, result)."""
+    try:
+        result = yield from gen_fn(*args)
+        return True, result
+    except Exception as e:
+        log.debug("job %s failed", getattr(gen_fn, "__name__", gen_fn), exc_info=True)
+        return False, e
+
+
+class VidSegWidget(Container):
+    """Interactive video object segmentation, bound to one video layer at a time."""
+
+    def __init__(self, napari_viewer, session_folder: str | Path | None = None):
+        super().__init__(labels=False)
+        self.viewer = napari_viewer
+        self.session = None
+        self.video_layer = None
+        self.points_layer = None
+        self.shapes_layer = None
+        self.labels_layer = None
+        self._session_folder = session_folder
+        self._syncing = False  # True while the widget itself edits its layers
+        self._dirty: set[tuple[int, int]] = set()
+        self._requests: dict[tuple[int, int], int] = {}
+        self._removing: set[tuple[int, int]] = set()
+        self._long_worker = None  # propagation or export
+        self._cancel = threading.Event()
+        self._after_propagate: list[Callable[[], None]] = []
+        self._nprogress = None
+        self.jobs = JobQueue(self._report)
+        self._debounce = QTimer()
+        self._debounce.setSingleShot(True)
+        self._debounce.setInterval(DEBOUNCE_MS)
+        self._debounce.timeout.connect(self.flush)
+        self._build()
+        self._connect_viewer()
+        self.tooltip = SHORTCUTS
+
+    # -- construction ------------------------------------------------------------
+    def _build(self) -> None:
+        self.video_combo = ComboBox(label="Video", choices=self._video_choices, nullable=True,
+                                    tooltip="The video layer (RGB (T, H, W, 3) or a (T, H, W) time series)")
+        self.start_btn = PushButton(text="Start on this video",
+                                    tooltip="Create the clicks, strokes and masks layers for this video")
+        self.object_combo = ComboBox(label="Object", choices=self._object_choices,
+                                     tooltip="Clicks and strokes go to the selected object (one label id each)")
+        self.add_obj_btn = PushButton(text="Add object")
+        self.del_obj_btn = PushButton(text="Delete object")
+        self.name_edit = LineEdit(label="Name", tooltip="Type a name and press Rename")
+        self.rename_btn = PushButton(text="Rename")
+        self.polarity = RadioButtons(label="Clicks", choices=["positive", "negative"], value="positive",
+                                     orientation="horizontal",
+                                     tooltip="Polarity of the next click or stroke (N toggles, Shift+click = negative)")
+        self.undo_btn = PushButton(text="Undo click", tooltip="Undo the last click or stroke on this frame (Ctrl+Z)")
+        self.redo_btn = PushButton(text="Redo click", tooltip="Redo (Ctrl+Shift+Z)")
+        self.status = Label(value="Pick a video layer and press Start.")
+        self.quality = ComboBox(label="Propagation", choices=["fast (head)", "quality (full)"],
+                                value="fast (head)",
+                                tooltip="fast: tune the decoder on cached features; quality: tune more layers")
+        self.propagate_btn = PushButton(text="Propagate",
+                                        tooltip="Fine-tune on the annotated frames and segment every other frame")
+        self.cancel_btn = PushButton(text="Cancel", enabled=False,
+                                     tooltip="Stop propagation or export; frames done are kept")
+        self.progress_bar = ProgressBar(value=0, min=0, max=1, visible=False)
+        self.worst_list = Select(label="Worst frames", choices=[],
+                                 tooltip="Propagated frames most likely wrong (worst first); click to go there")
+        self.correct_btn = PushButton(text="Correct && re-propagate",
+                                      tooltip="After clicking on a worst frame: store the correction, re-tune and "
+                                              "re-propagate in one go")
+        self.export_dir = FileEdit(label="Export to", mode="d", tooltip="Folder for masks, stickers, composite")
+        self.background = ComboBox(label="Composite over", choices=list(BACKGROUNDS), value="original (dimmed)")
+        self.background_file = FileEdit(label="Background image", mode="r", visible=False)
+        self.export_btn = PushButton(text="Export",
+                                     tooltip="Mask PNGs (DAVIS layout), labels.npy, GIF + WebP sticker, MP4 composite")
+        self.extend([
+            self.video_combo, self.start_btn,
+            Container(widgets=[self.object_combo, self.add_obj_btn], layout="horizontal", labels=False),
+            Container(widgets=[self.name_edit, self.rename_btn, self.del_obj_btn], layout="horizontal",
+                      labels=False),
+            self.polarity,
+            Container(widgets=[self.undo_btn, self.redo_btn], layout="horizontal", labels=False),
+            self.status,
+            Container(widgets=[self.quality, self.propagate_btn, self.cancel_btn], layout="horizontal",
+                      labels=False),
+            self.progress_bar,
+            self.worst_list, self.correct_btn,
+            self.export_dir, self.background, self.background_file, self.export_btn,
+        ])
+        self.status.native.setWordWrap(True)
+        self.worst_list.native.setMaximumHeight(160)
+        self.start_btn.changed.connect(self._start_clicked)
+        self.add_obj_btn.changed.connect(lambda: self.add_object())
+        self.del_obj_btn.changed.connect(lambda: self.delete_object())
+        self.rename_btn.changed.connect(lambda: self.rename_object(self.name_edit.value))
+        self.object_combo.changed.connect(self._object_changed)
+        self.polarity.changed.connect(self._polarity_changed)
+        self.undo_btn.changed.connect(lambda: self.undo())
+        self.redo_btn.changed.connect(lambda: self.redo())
+        self.propagate_btn.changed.connect(lambda: self.propagate())
+        self.cancel_btn.changed.connect(lambda: self.cancel())
+        self.correct_btn.changed.connect(lambda: self.correct_and_propagate())
+        self.worst_list.native.itemClicked.connect(self._worst_clicked)
+        self.background.changed.connect(
+            lambda v: setattr(self.background_file, "visible", BACKGROUNDS[v] == "file"))
+        self.export_btn.changed.connect(lambda: self.export())
+        self._set_enabled(False)
+
+    def _connect_viewer(self) -> None:
+        ev = self.viewer.layers.events
+        ev.inserted.connect(self._layers_changed)
+        ev.removed.connect(self._layers_changed)
+        self.viewer.dims.events.current_step.connect(self._frame_changed)
+
+    def _set_enabled(self, on: bool) -> None:
+        for w in (self.object_combo, self.add_obj_btn, self.del_obj_btn, self.name_edit, self.rename_btn,
+                  self.polarity, self.undo_btn, self.redo_btn, self.quality, self.propagate_btn,
+                  self.worst_list, self.correct_btn, self.export_dir, self.background, self.export_btn):
+            w.enabled = on
+
+    def _video_choices(self, _widget=None):
+        return [(layer.name, layer) for layer in self.viewer.layers if L.is_video_layer(layer)]
+
+    def _object_choices(self, _widget=None):
+        if self.session is None:
+            return []
+        return [(f"{o.id}: {o.name}", o.id) for o in sorted(self.session.objects.values(), key=lambda o: o.id)]
+
+    def _layers_changed(self, event=None) -> None:
+        self.video_combo.reset_choices()
+        if self.video_layer is not None and self.video_layer not in self.viewer.layers:
+            self.status.value = "The video layer was removed; pick another and press Start."
+            self._set_enabled(False)
+
+    # -- state ----------------------------------------------------------------------
+    @property
+    def current_object(self) -> int | None:
+        return self.object_combo.value
+
+    @property
+    def current_frame(self) -> int:
+        """The frame under the time slider (the axis before the last two)."""
+        axis = max(self.viewer.dims.ndim - 3, 0)
+        return int(self.viewer.dims.current_step[axis])
+
+    def set_frame(self, t: int) -> None:
+        self.viewer.dims.set_current_step(max(self.viewer.dims.ndim - 3, 0), int(t))
+
+    @property
+    def positive(self) -> bool:
+        return self.polarity.value == "positive"
+
+    @property
+    def busy(self) -> bool:
+        """True while anything is pending: a debounce, a queued job or propagation/export."""
+        return bool(self._dirty) or self._debounce.isActive() or self.jobs.busy or self._long_worker is not None
+
+    def _report(self, exc: BaseException) -> None:
+        message = describe(exc)
+        self.status.value = f"Error: {message}"
+        show_error(message)
+
+    # -- binding to a video --------------------------------------------------------------
+    def _start_clicked(self) -> None:
+        layer = self.video_combo.value
+        if layer is None:
+            show_error("no video layer: open a video (File > Open) or the sample clip first")
+            return
+        try:
+            self.bind(layer)
+        except Exception as e:
+            self._report(e)
+
+    def bind(self, layer, session=None, folder=None):
+        """Attach to `layer` (an Image layer): open or create a session and the managed layers.
+
+        session: an existing VideoSession for this video (scripts); otherwise one is
+        created for the layer's file (``metadata["vidseg_path"]``) or, without a file,
+        over the layer's array in memory.  folder: where to keep the session (None: in
+        memory, or the folder given to the widget).
+        """
+        L.check_video_layer(layer)
+        if self.busy:
+            raise InputError("wait for the running job to finish (or cancel it) before switching videos")
+        if session is None:
+            session = self._open_session(layer, folder if folder is not None else self._session_folder)
+        shape = tuple(layer.data.shape)
+        if (session.source.n_frames, session.source.height, session.source.width) != shape[:3]:
+            raise InputError(f"the session's video is {session.source.n_frames}x{session.source.height}x"
+                             f"{session.source.width} but layer {layer.name!r} has shape {shape}")
+        self._unbind_layers()
+        self.session = session
+        self.video_layer = layer
+        if self.video_combo.value is not layer:
+            self.video_combo.reset_choices()
+            self.video_combo.value = layer
+        if not session.objects:
+            session.add_object()
+        self._make_layers(layer)
+        self._refresh_objects()
+        self._restore_layers()
+        self._set_enabled(True)
+        self.status.value = ("Click on the object (Points layer, add mode); Shift+click or N for negative. "
+                             f"{session.source.n_frames} frames, {session.source.width}x{session.source.height}.")
+        return session
+
+    def _open_session(self, layer, folder):
+        from ..video.session import VideoSession
+
+        path = (layer.metadata or {}).get("vidseg_path")
+        source = (layer.metadata or {}).get("vidseg_source")
+        if source is None and path is None:
+            from .sources import ArraySource
+
+            source = ArraySource(layer.data, rgb=layer.rgb, name=f"layer {layer.name!r}")
+        video = source if source is not None else path
+        if folder is not None:
+            return VideoSession.open_or_create(video, folder)
+        return VideoSession.create(video)
+
+    def _make_layers(self, layer) -> None:
+        T, H, W = self.session.source.n_frames, self.session.source.height, self.session.source.width
+        scale, translate = tuple(layer.scale)[:3], tuple(layer.translate)[:3]
+        size = max(4.0, max(H, W) / 50)
+        import pandas as pd
+
+        self.labels_layer = self.viewer.add_labels(
+            np.zeros((T, H, W), np.uint8), name=f"{layer.name} masks", scale=scale, translate=translate,
+            opacity=0.55)
+        self.shapes_layer = self.viewer.add_shapes(
+            None, ndim=3, name=f"{layer.name} strokes", scale=scale, translate=translate,
+            edge_width=max(2.0, size / 2), edge_color=L.POSITIVE_COLOR, face_color=[0, 0, 0, 0])
+        self.shapes_layer.features = pd.DataFrame({"positive": np.zeros(0, bool), "object": np.zeros(0, int)})
+        self.points_layer = self.viewer.add_points(
+            np.zeros((0, 3)), ndim=3, name=f"{layer.name} clicks", scale=scale, translate=translate,
+            size=size, border_color="white", border_width=0.15, face_color=L.POSITIVE_COLOR,
+            features=pd.DataFrame({"positive": np.zeros(0, bool), "object": np.zeros(0, int)}))
+        for lay in (self.points_layer, self.shapes_layer):
+            lay.events.data.connect(self._on_interaction_data)
+            lay.bind_key("n", self._toggle_polarity_key, overwrite=True)
+            lay.bind_key("Control-z", lambda _l: self.undo(), overwrite=True)
+            lay.bind_key("Control-Shift-z", lambda _l: self.redo(), overwrite=True)
+            lay.help = "N: positive/negative · Shift+click: negative · Ctrl+Z / Ctrl+Shift+Z: undo/redo"
+        self.labels_layer.events.paint.connect(self._on_paint)
+        self._apply_defaults()
+        self.points_layer.mode = "add"
+        self.viewer.layers.selection.active = self.points_layer
+
+    def _unbind_layers(self) -> None:
+        for lay in (self.points_layer, self.shapes_layer):
+            if lay is not None:
+                try:
+                    lay.events.data.disconnect(self._on_interaction_data)
+                except Exception:
+                    pass
+        if self.labels_layer is not None:
+            try:
+                self.labels_layer.events.paint.disconnect(self._on_paint)
+            except Exception:
+                pass
+
+    def _restore_layers(self) -> None:
+        """Show a re-opened session's clicks, strokes and masks."""
+        if not self.session.interactions:
+            return
+        self._syncing = True
+        try:
+            L.restore_interactions(self.points_layer, self.shapes_layer, self.session.interactions)
+        finally:
+            self._syncing = False
+        self._run_long(jobs.all_labels, self.session, self._cancel, kind="restore")
+
+    # -- objects -------------------------------------------------------------------------
+    def _refresh_objects(self, select: int | None = None) -> None:
+        self.object_combo.reset_choices()
+        ids = [v for _, v in self._object_choices()]
+        if select is not None and select in ids:
+            self.object_combo.value = select
+        elif self.object_combo.value not in ids and ids:
+            self.object_combo.value = ids[0]
+        self._object_changed(self.object_combo.value)
+
+    def add_object(self, name: str | None = None) -> int:
+        self._require_session()
+        obj = self.session.add_object(name)
+        if obj > 255:
+            self.session.remove_object(obj)
+            raise InputError("the widget shows at most 255 objects")
+        self._refresh_objects(select=obj)
+        return obj
+
+    def rename_object(self, name: str) -> None:
+        self._require_session()
+        if self.current_object is None:
+            return
+        try:
+            self.session.rename_object(self.current_object, name)
+        except InputError as e:
+            self._report(e)
+            return
+        self._refresh_objects(select=self.current_object)
+
+    def delete_object(self) -> None:
+        self._require_session()
+        obj = self.current_object
+        if obj is None:
+            return
+        self._syncing = True
+        try:
+            self._drop_layer_entries(obj)
+        finally:
+            self._syncing = False
+        self._dirty = {k for k in self._dirty if k[0] != obj}
+        self.jobs.submit(jobs.remove_object, self.session, obj, on_done=self._draw_label_frames)
+        # The session drops the object in the job; the list updates when it is done.
+        self.jobs.submit(lambda: None, on_done=lambda _: self._refresh_objects())
+
+    def _drop_layer_entries(self, obj: int) -> None:
+        for lay, items in ((self.points_layer, L.iter_clicks), (self.shapes_layer, L.iter_strokes)):
+            frames = {t for t, o, _ in items(lay) if o == obj}
+            for t in frames:
+                if lay is self.points_layer:
+                    L.set_frame_clicks(lay, t, obj, [])
+                else:
+                    L.set_frame_strokes(lay, t, obj, [])
+
+    def _object_changed(self, obj=None) -> None:
+        if obj is None or self.session is None:
+            return
+        info = self.session.objects.get(obj)
+        if info is not None:
+            self.name_edit.value = info.name
+        if self.labels_layer is not None:
+            self.labels_layer.selected_label = int(obj)  # painting edits the selected object
+        self._apply_defaults()
+        self.worst_list.choices = []
+
+    # -- polarity ------------------------------------------------------------------------
+    def _toggle_polarity_key(self, _layer=None) -> None:
+        self.polarity.value = "negative" if self.positive else "positive"
+
+    def _polarity_changed(self, _value=None) -> None:
+        self._apply_defaults()
+
+    def _apply_defaults(self) -> None:
+        """What napari gives the next point/shape: the selected object and polarity."""
+        obj = self.current_object or 1
+        color = L.POSITIVE_COLOR if self.positive else L.NEGATIVE_COLOR
+        for lay in (self.points_layer, self.shapes_layer):
+            if lay is None:
+                continue
+            lay.feature_defaults = {"positive": self.positive, "object": int(obj)}
+        if self.shapes_layer is not None:
+            # current_* colours also recolour selected shapes: clear the selection first
+            self.shapes_layer.selected_data = set()
+            self.shapes_layer.current_edge_color = color
+
+    # -- interactions -> segmentation ------------------------------------------------
+    def _on_interaction_data(self, event) -> None:
+        if self._syncing or self.session is None:
+            return
+        lay = event.source
+        action = getattr(getattr(event, "action", None), "value", str(getattr(event, "action", "")))
+        indices = [int(i) for i in np.atleast_1d(getattr(event, "data_indices", ()))]
+        if action == "removing":
+            self._removing |= self._keys_of(lay, indices)
+            return
+        if action in ("adding", "changing"):
+            return
+        if action == "added":
+            self._style_new_entries(lay, indices)
+            keys = self._keys_of(lay, indices)
+        elif action == "removed":
+            keys, self._removing = self._removing, set()
+        else:  # "changed" (moved) or a whole-data replacement
+            keys = self._keys_of(lay, indices) if indices else {(self.current_object, self.current_frame)}
+        self._dirty |= {k for k in keys if k[0] in self.session.objects}
+        self._debounce.start()
+
+    def _keys_of(self, lay, indices) -> set[tuple[int, int]]:
+        n = len(lay.data)
+        feats = lay.features
+        keys = set()
+        for i in indices:
+            i = i + n if i < 0 else i
+            if not 0 <= i < n:
+                continue
+            verts = np.asarray(lay.data[i], float).reshape(-1, lay.ndim)
+            t = int(np.round(verts[:, -3].mean())) if lay.ndim >= 3 else self.current_frame
+            obj = int(feats["object"].iloc[i]) if "object" in feats else int(self.current_object or 1)
+            keys.add((obj, t))
+        return keys
+
+    def _style_new_entries(self, lay, indices) -> None:
+        """Give new points/shapes the selected object, the polarity (Shift = negative) and its colour."""
+        n = len(lay.data)
+        idx = sorted({i + n if i < 0 else i for i in indices if -n <= i < n})
+        if not idx:
+            return
+        positive = self.positive and not _shift_held()
+        self._syncing = True
+        try:
+            feats = lay.features.copy()
+            feats.loc[feats.index[idx], "positive"] = positive
+            feats.loc[feats.index[idx], "object"] = int(self.current_object or 1)
+            lay.features = feats.astype({"positive": bool, "object": int})
+            color = L.POSITIVE_COLOR if positive else L.NEGATIVE_COLOR
+            if lay is self.points_layer:
+                fc = np.array(lay.face_color, float)
+                fc[idx] = color
+                lay.face_color = fc
+            else:
+                ec = np.array(lay.edge_color, float)
+                ec[idx] = color
+                lay.edge_color = ec
+        finally:
+            self._syncing = False
+
+    def flush(self) -> None:
+        """Queue a segmentation for every dirty (object, frame) now (no more debounce)."""
+        self._debounce.stop()
+        dirty, self._dirty = self._dirty, set()
+        for obj, t in sorted(dirty):
+            try:
+                wanted = L.layers_to_interactions(self.points_layer, self.shapes_layer, t, obj)
+            except InputError as e:
+                if "three vertices" in str(e):  # a polygon still being drawn: wait for more
+                    continue
+                self._report(e)
+                continue
+            if not 0 <= t < self.session.source.n_frames:
+                self._report(InputError(f"frame {t} does not exist (the video has "
+                                        f"{self.session.source.n_frames} frames)"))
+                continue
+            try:
+                wanted.check_inside(self.session.source.height, self.session.source.width)
+            except InputError as e:
+                self._report(e)
+                continue
+            self.status.value = f"Segmenting frame {t} (object {obj})..."
+            req = self._next_request((obj, t))
+            self.jobs.submit(jobs.sync_interactions, self.session, t, obj, wanted, req,
+                             on_done=self._draw_update, key=("sync", obj, t))
+
+    def _next_request(self, key) -> int:
+        self._requests[key] = self._requests.get(key, 0) + 1
+        return self._requests[key]
+
+    def _draw_update(self, up: jobs.FrameUpdate) -> None:
+        if up.request != self._requests.get((up.obj, up.t), 0):
+            return  # a newer request for this frame is on its way: latest wins
+        self._syncing = True
+        try:
+            # The session is the truth: show exactly its interactions (e.g. after undo).
+            if L.layers_to_interactions(self.points_layer, None, up.t, up.obj).clicks != up.interactions.clicks:
+                L.set_frame_clicks(self.points_layer, up.t, up.obj, up.interactions.clicks)
+            if L.shapes_to_strokes(self.shapes_layer, up.t, up.obj) != up.interactions.strokes:
+                L.set_frame_strokes(self.shapes_layer, up.t, up.obj, up.interactions.strokes)
+        finally:
+            self._syncing = False
+        self.write_labels(up.t, up.labels, undoable=True)
+        area = int((up.labels == up.obj).sum())
+        self.status.value = f"Frame {up.t}: object {up.obj} covers {area} px."
+
+    # -- labels layer -------------------------------------------------------------------
+    def write_labels(self, t: int, labels: np.ndarray, undoable: bool = True) -> None:
+        """Show frame t's label image; only changed pixels are written.
+
+        undoable: through ``data_setitem`` (napari's undo history holds the change).
+        Propagated frames are written directly instead, so that a long video does not
+        fill the undo history with thousands of frames.
+        """
+        layer = self.labels_layer
+        if layer is None:
+            return
+        new = np.clip(labels, 0, 255).astype(layer.data.dtype)
+        diff = layer.data[t] != new
+        if not diff.any():
+            return
+        self._syncing = True
+        try:
+            if undoable:
+                rows, cols = np.nonzero(diff)
+                layer.data_setitem((np.full(rows.shape, t), rows, cols), new[rows, cols])
+            else:
+                layer.data[t] = new
+                if t == self.current_frame:
+                    layer.refresh()
+        finally:
+            self._syncing = False
+
+    def _draw_label_frames(self, frames: dict[int, np.ndarray]) -> None:
+        for t, lab in frames.items():
+            self.write_labels(t, lab, undoable=False)
+        self.labels_layer.refresh()
+
+    def _on_paint(self, event) -> None:
+        """The user painted or erased in the masks layer: store the edited frames."""
+        if self._syncing or self.session is None:
+            return
+        frames = set()
+        for atom in event.value or ():
+            frames |= _atom_frames(atom)
+        frames = {t for t in frames if 0 <= t < self.session.source.n_frames}
+        if not frames:
+            return
+        snap = {t: np.array(self.labels_layer.data[t]) for t in frames}
+        objects = sorted(set(np.unique(np.concatenate([s.ravel() for s in snap.values()]))) - {0}
+                         | {int(o) for o in self.session.objects})
+        self.jobs.submit(jobs.store_painted, self.session, snap, [int(o) for o in objects],
+                         on_done=lambda ts: setattr(self.status, "value",
+                                                    f"Stored painted edits on frame(s) {ts}."))
+
+    # -- undo / redo ---------------------------------------------------------------------
+    def undo(self) -> None:
+        self._undo_redo(jobs.undo)
+
+    def redo(self) -> None:
+        self._undo_redo(jobs.redo)
+
+    def _undo_redo(self, fn) -> None:
+        if self.session is None or self.current_object is None:
+            return
+        self.flush()  # pending clicks first, so "last" means the last one the user made
+        obj, t = self.current_object, self.current_frame
+        req = self._next_request((obj, t))
+        self.jobs.submit(fn, self.session, t, obj, req, on_done=self._draw_update)
+
+    # -- propagation --------------------------------------------------------------------
+    def _config(self):
+        from ..video.finetune import FinetuneConfig
+
+        return FinetuneConfig(mode="full" if self.quality.value.startswith("quality") else "head")
+
+    def propagate(self, config=None, then: Callable[[], None] | None = None) -> None:
+        """Fine-tune and propagate the selected object in a worker; masks appear as they come."""
+        try:
+            self._require_session()
+            if self._long_worker is not None:
+                raise InputError("propagation or export is already running")
+            obj = self.current_object
+            if obj is None:
+                raise InputError("add an object first")
+            config = config if config is not None else self._config()
+        except Exception as e:
+            self._report(e)
+            return
+        self.flush()
+        # Start once the queued clicks are in the session (they are annotations to tune on).
+        self.jobs.submit(lambda: None, on_done=lambda _: self._start_propagation(obj, config, then))
+
+    def _start_propagation(self, obj, config, then) -> None:
+        self.status.value = f"Propagating object {obj}..."
+        self._after_propagate = [then] if then else []
+        self._run_long(jobs.propagate, self.session, obj, config, self._cancel, kind="propagate")
+
+    def correct_and_propagate(self) -> None:
+        """The correction clicks on this frame are already in the session: re-tune and re-propagate."""
+        t, obj = self.current_frame, self.current_object
+        if self.session is not None and obj is not None and not self.session.interactions.get((obj, t)) \
+                and not self._dirty:
+            show_info(f"no correction on frame {t} yet: click on it first, then re-propagate")
+        self.propagate()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+        self.status.value = "Cancelling..."
+
+    def _run_long(self, gen_fn, *args, kind: str) -> None:
+        from napari.qt.threading import create_worker
+        from napari.utils import progress
+
+        self._cancel.clear()
+        worker = create_worker(_guarded_gen, gen_fn, *args, _start_thread=False)
+        self._long_worker = worker
+        self._long_kind = kind
+        self.cancel_btn.enabled = kind != "restore"
+        self.propagate_btn.enabled = self.correct_btn.enabled = self.export_btn.enabled = False
+        self.progress_bar.visible = True
+        self.progress_bar.value = 0
+        self._nprogress = progress(total=0, desc=kind)
+        worker.yielded.connect(self._long_yielded)
+        worker.returned.connect(self._long_returned)
+        worker.finished.connect(self._long_finished)
+        worker.start()
+
+    def _long_yielded(self, item) -> None:
+        if self._long_kind == "restore":
+            t, labels = item
+            self.write_labels(t, labels, undoable=False)
+            return
+        if self._long_kind == "propagate":
+            p, labels = item
+            if labels is not None:
+                self.write_labels(p.frame, labels, undoable=False)
+        else:
+            p = item
+        self.progress_bar.max = max(p.total, 1)
+        self.progress_bar.value = min(p.done, max(p.total, 1))
+        self.progress_bar.label = p.stage
+        if self._nprogress is not None:
+            self._nprogress.total = max(p.total, 1)
+            self._nprogress.n = p.done
+            self._nprogress.set_description(p.stage)
+            self._nprogress.refresh()
+        self.status.value = f"{p.stage}: {p.done}/{p.total} {p.message}".strip()
+
+    def _long_returned(self, value) -> None:
+        ok, result = value
+        kind = self._long_kind
+        if not ok:
+            self._report(result)
+            return
+        if kind == "propagate":
+            self.labels_layer.refresh()
+            self.status.value = "Propagation done." if result else "Propagation cancelled; frames done are kept."
+            self.refresh_worst_frames()
+        elif kind == "export":
+            self.last_export = result
+            names = ", ".join(Path(str(v)).name for k, v in (result or {}).items() if k != "frames")
+            self.status.value = f"Exported: {names}"
+            show_info(f"exported to {self.export_dir.value}")
+        elif kind == "restore":
+            self.labels_layer.refresh()
+
+    def _long_finished(self) -> None:
+        self._long_worker = None
+        if self._nprogress is not None:
+            self._nprogress.close()
+            self._nprogress = None
+        self.progress_bar.visible = False
+        self.cancel_btn.enabled = False
+        self.propagate_btn.enabled = self.correct_btn.enabled = self.export_btn.enabled = True
+        after, self._after_propagate = self._after_propagate, []
+        for fn in after:
+            fn()
+
+    # -- worst frames --------------------------------------------------------------------
+    def refresh_worst_frames(self) -> None:
+        if self.session is None or self.current_object is None:
+            return
+        self.jobs.submit(jobs.worst_frames, self.session, self.current_object, N_WORST,
+                         on_done=self._show_worst)
+
+    def _show_worst(self, worst: list[tuple[int, float]]) -> None:
+        self.worst_frames = [t for t, _ in worst]
+        self.worst_list.choices = [f"frame {t}  (score {s:.2f})" for t, s in worst]
+
+    def _worst_clicked(self, item) -> None:
+        row = self.worst_list.native.row(item)
+        if 0 <= row < len(getattr(self, "worst_frames", [])):
+            self.jump_to(self.worst_frames[row])
+
+    def jump_to(self, t: int) -> None:
+        self.set_frame(t)
+        self.viewer.layers.selection.active = self.points_layer
+        self.points_layer.mode = "add"
+        self.status.value = f"Frame {t}: click to correct, then 'Correct & re-propagate'."
+
+    # -- export -------------------------------------------------------------------------------
+    def export(self, folder: str | Path | None = None) -> None:
+        try:
+            self._require_session()
+            if self._long_worker is not None:
+                raise InputError("propagation or export is already running")
+            folder = Path(folder) if folder is not None else Path(self.export_dir.value)
+            if not str(folder) or str(folder) == ".":
+                raise InputError("choose an export folder first")
+            background = BACKGROUNDS[self.background.value]
+            if background == "file":
+                background = Path(self.background_file.value)
+                if not background.is_file():
+                    raise InputError(f"background image {background} does not exist")
+            obj = self.current_object
+            name = self.session.objects[obj].name if obj in self.session.objects else "object"
+        except Exception as e:
+            self._report(e)
+            return
+        self.export_dir.value = folder
+        plan = jobs.ExportPlan(folder, obj, name, background)
+        self.flush()
+        self.jobs.submit(lambda: None, on_done=lambda _: self._run_long(
+            jobs.export, self.session, plan, self._cancel, kind="export"))
+
+    # -- frame changes / refresh from outside --------------------------------------------------
+    def _frame_changed(self, event=None) -> None:
+        pass  # the layers follow the slider by themselves; kept as a hook for status updates
+
+    def sync_from_session(self, t: int | None = None, obj: int | None = None) -> None:
+        """Redraw what the session holds (after a script changed it).
+
+        t given: that frame's clicks, strokes and labels; t None: everything
+        (objects were added, renamed or removed).
+        """
+        if self.session is None:
+            return
+        self._refresh_objects(select=self.current_object)
+        objects = list(self.session.objects) if obj is None else [obj]
+        self._syncing = True
+        try:
+            if t is None:
+                L.clear_interactions(self.points_layer, self.shapes_layer)
+                L.restore_interactions(self.points_layer, self.shapes_layer, self.session.interactions)
+            else:
+                for o in objects:
+                    inter = self.session.interactions.get((o, t)) or Interactions()
+                    L.set_frame_clicks(self.points_layer, t, o, inter.clicks)
+                    L.set_frame_strokes(self.shapes_layer, t, o, inter.strokes)
+        finally:
+            self._syncing = False
+        frames = range(self.session.source.n_frames) if t is None else [t]
+        for tt in frames:
+            self.write_labels(tt, jobs.frame_labels(self.session, tt), undoable=False)
+        self.labels_layer.refresh()
+
+    def _require_session(self) -> None:
+        if self.session is None:
+            raise InputError("pick a video layer and press Start first")
+
+
+def _shift_held() -> bool:
+    try:
+        from qtpy.QtCore import Qt
+        from qtpy.QtWidgets import QApplication
+
+        return bool(QApplication.keyboardModifiers() & Qt.ShiftModifier)
+    except Exception:
+        return False
+
+
+def _atom_frames(atom) -> set[int]:
+    """Frames touched by one napari Labels history atom (either storage form)."""
+    if isinstance(atom, tuple) and len(atom) == 3:
+        idx = atom[0]
+        return {int(t) for t in np.unique(np.asarray(idx[0]))} if len(idx) == 3 and len(idx[0]) else set()
+    key = getattr(atom, "slice_key", None)
+    if key is None or len(key) != 3:
+        return set()
+    s = key[0]
+    if isinstance(s, slice):
+        return set(range(s.start or 0, s.stop if s.stop is not None else (s.start or 0) + 1))
+    return {int(s)}

@@ -1,0 +1,221 @@
+"""`napari-vidseg segment`: clicks from a CSV -> masks of every frame -> exports, headless.
+
+    napari-vidseg segment VIDEO --clicks CLICKS.csv --out DIR [--sticker FILE] [--composite FILE]
+    napari-vidseg segment --sample --out DIR        # the bundled clip with its bundled clicks
+
+CLICKS.csv has a header with columns frame,x,y,positive and optionally object:
+frame is a 0-based frame index, (x, y) = (column, row) in frame pixels, positive
+is 1/0 (or true/false, yes/no, +/-), object is any name or number (one object
+per distinct value; all clicks belong to one object without the column).
+"""
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..types import Click, InputError, Interactions
+
+REQUIRED = ("frame", "x", "y", "positive")
+_TRUE = {"1", "true", "yes", "y", "+", "pos", "positive", "t"}
+_FALSE = {"0", "false", "no", "n", "-", "neg", "negative", "f"}
+
+
+def sample_clicks_path() -> Path:
+    return Path(__file__).resolve().parents[1] / "data" / "sample_clicks.csv"
+
+
+def configure(parser) -> None:
+    parser.add_argument("video", nargs="?", help="video file or folder of frames (omit with --sample)")
+    parser.add_argument("--clicks", type=Path, help="CSV with columns frame,x,y,positive[,object]")
+    parser.add_argument("--out", type=Path, required=True, help="output folder for the mask PNGs")
+    parser.add_argument("--sample", action="store_true",
+                        help="use the bundled sample clip and its clicks (napari_vidseg/data/sample_clicks.csv)")
+    parser.add_argument("--sticker", type=Path, help="transparent cut-out: .gif, .webp, .png (APNG) or .webm")
+    parser.add_argument("--composite", type=Path, help="the object over the dimmed original, .mp4")
+    parser.add_argument("--background", help="composite background: a colour r,g,b or an image file")
+    parser.add_argument("--labels", type=Path, help="also write the (T, H, W) label volume (.npy or .tif)")
+    parser.add_argument("--session", type=Path, help="keep the session in this folder (re-open it in napari)")
+    parser.add_argument("--no-propagate", action="store_true",
+                        help="only segment the clicked frames (no propagation)")
+    parser.add_argument("--mode", choices=("head", "full"), default="head",
+                        help="fine-tuning: head (fast, default) or full (slower, better)")
+    parser.add_argument("--steps", type=int, help="fine-tuning steps (default: the library's)")
+    parser.add_argument("--input-size", type=int,
+                        help="long side, in pixels, frames are resized to for fine-tuning and propagation")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+@dataclass(frozen=True)
+class ClickRow:
+    line: int
+    frame: int
+    obj: str
+    click: Click
+
+
+def _parse_bool(value: str, line: int) -> bool:
+    v = value.strip().lower()
+    if v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    raise InputError(f"line {line}: positive must be 1/0, true/false, yes/no or +/-, got {value!r}")
+
+
+def _parse_number(value: str, name: str, line: int) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"line {line}: {name} must be a number, got {value!r}") from None
+    if not math.isfinite(v):
+        raise InputError(f"line {line}: {name} must be a finite number, got {value!r}")
+    return v
+
+
+def read_clicks(path: Path) -> list[ClickRow]:
+    """Parse a clicks CSV; every problem is an InputError naming the line."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"clicks file not found: {path}")
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        header = [h.strip().lower() for h in (reader.fieldnames or [])]
+        missing = [c for c in REQUIRED if c not in header]
+        if missing:
+            raise InputError(f"{path}: missing column(s) {', '.join(missing)}; the header must name "
+                             f"frame,x,y,positive (and optionally object), got {','.join(header) or 'nothing'}")
+        reader.fieldnames = header
+        rows = []
+        for row in reader:
+            line = reader.line_num
+            if not any((v or "").strip() for v in row.values()):
+                continue  # blank line
+            frame = _parse_number(row["frame"], "frame", line)
+            if frame != int(frame):
+                raise InputError(f"line {line}: frame must be a whole number, got {row['frame']!r}")
+            x = _parse_number(row["x"], "x", line)
+            y = _parse_number(row["y"], "y", line)
+            positive = _parse_bool(row["positive"] or "", line)
+            obj = (row.get("object") or "").strip() or "1"
+            rows.append(ClickRow(line, int(frame), obj, Click(x, y, positive)))
+    if not rows:
+        raise InputError(f"{path} holds no clicks")
+    return rows
+
+
+def check_clicks(rows: list[ClickRow], n_frames: int, height: int, width: int) -> None:
+    for r in rows:
+        if not 0 <= r.frame < n_frames:
+            raise InputError(f"line {r.line}: frame {r.frame} does not exist "
+                             f"(the video has {n_frames} frames: 0..{n_frames - 1})")
+        if not r.click.inside(height, width):
+            raise InputError(f"line {r.line}: click at (x={r.click.x:g}, y={r.click.y:g}) is outside the "
+                             f"{width}x{height} frame")
+
+
+def group_clicks(rows: list[ClickRow]) -> dict[str, dict[int, Interactions]]:
+    """object name -> frame -> Interactions, objects and clicks in file order."""
+    out: dict[str, dict[int, Interactions]] = {}
+    for r in rows:
+        out.setdefault(r.obj, {}).setdefault(r.frame, Interactions()).clicks.append(r.click)
+    return out
+
+
+def _background(text: str | None):
+    if text is None:
+        return None
+    parts = text.split(",")
+    if len(parts) == 3:
+        try:
+            rgb = tuple(int(p) for p in parts)
+        except ValueError:
+            rgb = None
+        if rgb is not None and all(0 <= v <= 255 for v in rgb):
+            return rgb
+    p = Path(text)
+    if not p.is_file():
+        raise InputError(f"--background must be r,g,b (0-255) or an existing image file, got {text!r}")
+    return p
+
+
+def build_session(video, rows: list[ClickRow], folder: Path | None = None):
+    """A session with one object per distinct `object` value and the clicks applied frame by frame."""
+    from ..video.session import VideoSession
+
+    session = VideoSession.create(video, folder)
+    src = session.source
+    check_clicks(rows, int(src.n_frames), int(src.height), int(src.width))
+    ids = {name: session.add_object(None if name == "1" else name) for name in group_clicks(rows)}
+    return session, ids
+
+
+def apply_clicks(session, rows: list[ClickRow], ids: dict[str, int]):
+    """Segment every clicked frame; yields Progress (one step per frame and object)."""
+    from ..types import Progress
+
+    groups = group_clicks(rows)
+    total = sum(len(v) for v in groups.values())
+    done = 0
+    for name, per_frame in groups.items():
+        for t, inter in sorted(per_frame.items()):
+            session.add_interactions(t, ids[name], inter)
+            done += 1
+            yield Progress("clicks", done, total, frame=t, message=f"object {name}")
+
+
+def run(args) -> int:
+    from ..progress import drain
+
+    if args.sample:
+        from ..sample import sample_clip_path
+
+        video = args.video or sample_clip_path()
+        clicks = args.clicks or sample_clicks_path()
+    else:
+        if not args.video:
+            raise InputError("give a VIDEO (or --sample for the bundled clip)")
+        if not args.clicks:
+            raise InputError("give --clicks CLICKS.csv (columns frame,x,y,positive[,object])")
+        video, clicks = args.video, args.clicks
+    background = _background(args.background)
+    rows = read_clicks(clicks)
+    if args.steps is not None and args.steps < 0:
+        raise InputError("--steps must be >= 0")
+    for p in (args.sticker, args.composite):
+        if p is not None and not Path(p).parent.exists():
+            Path(p).parent.mkdir(parents=True, exist_ok=True)
+
+    session, ids = build_session(video, rows, args.session)
+    say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
+    say(f"video: {session.source.n_frames} frames, {session.source.width}x{session.source.height}; "
+        f"{len(rows)} clicks on {len(ids)} object(s)")
+    drain(apply_clicks(session, rows, ids), quiet=args.quiet)
+    if not args.no_propagate:
+        from ..video.finetune import FinetuneConfig
+
+        config = FinetuneConfig(mode=args.mode)
+        if args.steps is not None:
+            config.steps = args.steps
+        if args.input_size is not None:
+            config.input_long_side = args.input_size
+        config.check()
+        for name, obj in ids.items():
+            say(f"propagating object {name}")
+            drain(session.propagate(obj, config), quiet=args.quiet)
+    obj = next(iter(ids.values())) if len(ids) == 1 else None
+    result = {}
+    # Masks (and labels, composite) once for all objects; a sticker shows the first object.
+    result.update(drain(session.export(args.out, obj=obj, sticker=args.sticker if obj is not None else None,
+                                       composite=args.composite, background=background, labels=args.labels),
+                        quiet=args.quiet) or {})
+    if obj is None and args.sticker is not None:
+        first_obj = next(iter(ids.values()))
+        result.update(drain(session.export(None, obj=first_obj, sticker=args.sticker), quiet=args.quiet) or {})
+    for key in ("masks", "labels", "sticker", "composite"):
+        if key in result:
+            say(f"{key}: {result[key]}")
+    if args.session:
+        say(f"session: {args.session} (open it in napari with the vidseg widget)")
+    return 0
