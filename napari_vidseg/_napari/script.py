@@ -70,7 +70,14 @@ def _video_layer(viewer, video):
         path = Path(video)
         if not path.exists():
             raise InputError(f"video not found: {path}")
-        layers = viewer.open(str(path), plugin="napari-vidseg")
+        try:
+            layers = viewer.open(str(path), plugin="napari-vidseg")
+        except Exception as e:  # the plugin not registered (source checkout without install)
+            if not _reader_missing(e):
+                raise
+            from ..io.video import VideoSource
+
+            return _video_layer(viewer, VideoSource.open(path))
         images = [lay for lay in layers if isinstance(lay, napari.layers.Image)]
         if not images:
             raise InputError(f"the napari-vidseg reader made no image layer from {path}")
@@ -83,6 +90,11 @@ def _video_layer(viewer, video):
         name = Path(path).stem if path is not None else "video"
         return viewer.add_image(video.to_dask(), rgb=True, name=name, metadata=meta)
     raise InputError(f"expected a video path, a VideoSource or an Image layer, got {type(video).__name__}")
+
+
+def _reader_missing(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return "napari-vidseg" in text and ("plugin" in text or "reader" in text)
 
 
 class _Redraw:
