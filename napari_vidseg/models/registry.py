@@ -39,7 +39,7 @@ MODELS: dict[str, ModelSpec] = {
         6, "interactive.md"),
     "parent": ModelSpec(
         "parent", "parent_v1.pt",
-        "0000000000000000000000000000000000000000000000000000000000000000",
+        "fa312bede2f43d5a9a19fdd68d0b1c8d1e8bc33b588346e8426172bf64c26708",
         3, "parent.md"),
 }
 
