@@ -12,7 +12,8 @@ T, H, W = 8, 32, 40  # height 32, width 40; boxes below are odd-sized on purpose
 
 def clip():
     yy, xx = np.mgrid[:H, :W]
-    frames = [np.stack([(xx * 6 + 20 * t) % 256, (yy * 7) % 256, np.full((H, W), 90 + 10 * t)], -1).astype(np.uint8)
+    # smooth gradients: lossy codecs (H.264 4:2:0) reproduce them closely
+    frames = [np.stack([60 + 3 * xx + 5 * t, 50 + 4 * yy, np.full((H, W), 90 + 10 * t)], -1).astype(np.uint8)
               for t in range(T)]
     masks = [(xx - 10 - 2 * t) ** 2 + (yy - 15) ** 2 <= 36 for t in range(T)]
     return frames, masks
