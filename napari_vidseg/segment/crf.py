@@ -35,7 +35,7 @@ def refine(image: np.ndarray, prob: np.ndarray, params: CRFParams = CRFParams())
     crf.setUnaryEnergy(np.ascontiguousarray(unary, dtype=np.float32))
     crf.addPairwiseGaussian(sxy=params.gauss_sxy, compat=params.gauss_compat)
     crf.addPairwiseBilateral(sxy=params.bilateral_sxy, srgb=params.bilateral_srgb,
-                             rgbim=np.ascontiguousarray(image[..., :3], dtype=np.uint8),
+                             rgbim=np.array(image[..., :3], dtype=np.uint8, order="C"),  # a writable copy: pydensecrf needs one
                              compat=params.bilateral_compat)
     q = np.array(crf.inference(params.iterations), dtype=np.float32).reshape(2, h, w)
     return q[1]

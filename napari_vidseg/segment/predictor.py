@@ -91,7 +91,7 @@ class InteractivePredictor:
             raise InputError(f"expected an (H, W, 3) RGB frame, got shape {image.shape}")
         if image.dtype != np.uint8:
             image = np.clip(image, 0, 255).astype(np.uint8)
-        self.image = np.ascontiguousarray(image[..., :3])
+        self.image = np.array(image[..., :3], order="C")  # own, writable copy
 
     # -- the network on one crop -------------------------------------------
     def _net_prob(self, box, inter: Interactions, prev: np.ndarray) -> np.ndarray:
