@@ -1,0 +1,46 @@
+"""Per-sequence J bar chart from `napari-vidseg eval-video ... --json-out FILE` results.
+
+    python scripts/plot_davis.py docs/results/davis_mask.json docs/results/davis_clicks8.json \
+        --out docs/img/davis_j_per_sequence.png
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("results", nargs="+", type=Path, help="eval-video --json-out files")
+    ap.add_argument("--out", type=Path, default=Path("docs/img/davis_j_per_sequence.png"))
+    args = ap.parse_args(argv)
+    runs = [json.loads(p.read_text()) for p in args.results]
+    seqs = list(runs[0]["per_sequence"])
+    x = np.arange(len(seqs) + 1)
+    width = 0.8 / len(runs)
+    fig, ax = plt.subplots(figsize=(10, 4))
+    for i, r in enumerate(runs):
+        vals = [100 * r["per_sequence"][s]["j"] for s in seqs] + [100 * r["j_mean"]]
+        label = f"init {r['init']} (J mean {100 * r['j_mean']:.1f})"
+        bars = ax.bar(x + (i - (len(runs) - 1) / 2) * width, vals, width, label=label)
+        ax.bar_label(bars, fmt="%.0f", fontsize=7)
+    ax.set_xticks(x, seqs + ["mean"], rotation=30, ha="right")
+    ax.set_ylabel("J (region IoU, %)")
+    ax.set_ylim(0, 105)
+    ax.set_title("DAVIS-2016 val (10 dev sequences, 480p): one-shot propagation")
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.out, dpi=120)
+    print(args.out)
+
+
+if __name__ == "__main__":
+    main()
