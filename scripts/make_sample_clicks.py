@@ -30,7 +30,7 @@ def main() -> None:
     m = truth[0]
     x1, y1, r1 = interior_point(m)
     yy, xx = np.mgrid[:m.shape[0], :m.shape[1]]
-    rest = m & ((yy - y1) ** 2 + (xx - x1) ** 2 > (1.5 * r1) ** 2)
+    rest = m & ((yy - y1) ** 2 + (xx - x1) ** 2 > r1 ** 2)
     rows = [(0, x1, y1, 1)]
     if rest.any():
         x2, y2, _ = interior_point(rest)
