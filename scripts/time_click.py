@@ -1,0 +1,36 @@
+"""Median time of one interactive click (network + clamping + CRF) on an 854x480 DAVIS frame.
+
+    python scripts/time_click.py [--frame PATH] [--clicks 6]
+"""
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+from PIL import Image
+
+from napari_vidseg.interactions.robot import next_click
+from napari_vidseg.segment.predictor import InteractivePredictor
+from napari_vidseg.types import Interactions
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--frame", default="../shared/data/davis2016/JPEGImages/480p/blackswan/00000.jpg")
+ap.add_argument("--mask", default="../shared/data/davis2016/Annotations/480p/blackswan/00000.png")
+ap.add_argument("--clicks", type=int, default=6)
+args = ap.parse_args()
+torch.set_num_threads(2)
+img = np.asarray(Image.open(args.frame).convert("RGB"))
+gt = np.asarray(Image.open(args.mask).convert("L")) > 127
+pred = InteractivePredictor()
+pred.set_image(img)
+inter, prev, times = Interactions(), None, []
+for i in range(args.clicks):
+    c = next_click(prev if prev is not None else np.zeros_like(gt), gt)
+    inter.clicks.append(c)
+    t = time.perf_counter()
+    out = pred.predict(inter, prev_mask=prev)
+    times.append((time.perf_counter() - t) * 1000)
+    prev = out.mask
+print({"frame": args.frame, "shape": img.shape[:2], "ms_per_click": [round(t) for t in times],
+       "median_ms": round(statistics.median(times)), "iou": round(float((prev & gt).sum() / (prev | gt).sum()), 3)})
