@@ -24,6 +24,8 @@ def _gaussian_max(points: np.ndarray, height: int, width: int, sigma: float) -> 
     r = int(np.ceil(3 * sigma))
     inv = 1.0 / (2.0 * sigma * sigma)
     for x, y in points:
+        if not (-r <= x <= width + r and -r <= y <= height + r):
+            continue  # no effect inside the frame (and keeps huge values from overflowing)
         x0, x1 = max(int(np.floor(x)) - r, 0), min(int(np.ceil(x)) + r + 1, width)
         y0, y1 = max(int(np.floor(y)) - r, 0), min(int(np.ceil(y)) + r + 1, height)
         if x0 >= x1 or y0 >= y1:
@@ -80,15 +82,22 @@ def polygon_mask(points: tuple[tuple[float, float], ...], height: int, width: in
     return inside
 
 
+def _bounded(points, height: int, width: int):
+    """Vertices clamped to one frame size around the frame, so a stray vertex far
+    away cannot make densification allocate without bound."""
+    return tuple((min(max(x, -width), 2 * width), min(max(y, -height), 2 * height)) for x, y in points)
+
+
 def stroke_mask(stroke: Stroke, height: int, width: int) -> np.ndarray:
     """The pixels a stroke marks: the drawn line (paths) or the filled inside (regions)."""
+    pts = _bounded(stroke.points, height, width)
     if stroke.kind is StrokeKind.REGION:
-        m = polygon_mask(stroke.points, height, width)
-        line = _densify(stroke.points, 0.5, closed=True)
+        m = polygon_mask(pts, height, width)
+        line = _densify(pts, 0.5, closed=True)
         width_px = 1.0
     else:
         m = np.zeros((height, width), bool)
-        line = _densify(stroke.points, 0.5, closed=False)
+        line = _densify(pts, 0.5, closed=False)
         width_px = max(stroke.width, 1.0)
     xi = np.clip(np.round(line[:, 0]).astype(int), 0, width - 1)
     yi = np.clip(np.round(line[:, 1]).astype(int), 0, height - 1)
@@ -106,13 +115,12 @@ def stroke_channel(strokes: list[Stroke], height: int, width: int, sigma: float 
     falling off like a click's Gaussian around them."""
     out = np.zeros((height, width), np.float32)
     for s in strokes:
-        if s.kind is StrokeKind.REGION:
-            g = np.maximum(
-                polygon_mask(s.points, height, width).astype(np.float32),
-                _gaussian_max(_densify(s.points, sigma / 2, closed=True), height, width, sigma),
-            )
-        else:
-            g = _gaussian_max(_densify(s.points, sigma / 2, closed=False), height, width, sigma)
+        pts = _bounded(s.points, height, width)
+        closed = s.kind is StrokeKind.REGION
+        g = _gaussian_max(_densify(pts, sigma / 2, closed=closed), height, width, sigma)
+        # Exactly 1 on the marked pixels themselves (the drawn line or the
+        # region's inside), falling off like a click's Gaussian around them.
+        g = np.maximum(g, stroke_mask(s, height, width).astype(np.float32))
         out += g if s.positive else -g
     return np.clip(out, -1.0, 1.0)
 
