@@ -434,39 +434,44 @@ class VideoSource:
         return start, min(start + self.chunk_frames, self.n_frames)
 
     def _aligned(self, start: int, stop: int) -> Iterator[np.ndarray]:
-        """Every frame start..stop-1 in order; frames that did not decode repeat the last good one."""
+        """Every frame start..stop-1 in order; frames that did not decode repeat the last good one.
+
+        The warning is given (and `filled_frames` updated) as soon as a gap is known, before
+        the padding is yielded, so a consumer that stops early still hears about it.
+        """
         last: np.ndarray | None = None
-        missing: list[int] = []
         t = start
         stream = self._backend.stream(start, stop)
         try:
             for idx, f in stream:
                 if idx < t:
                     continue  # a repeated timestamp: keep the first frame
-                while t < idx:  # a gap: frames the decoder dropped
+                if idx > t:  # a gap: frames the decoder dropped
                     if last is None:
                         last = self._fill_before(t)
-                    missing.append(t)
-                    yield last
-                    t += 1
+                    self._report_missing(t, idx)
+                    while t < idx:
+                        yield last
+                        t += 1
                 last = f
                 yield f
                 t += 1
         finally:
             stream.close()
-        while t < stop:  # the stream ended early: an undecodable tail
+        if t < stop:  # the stream ended early: an undecodable tail
             if last is None:
                 last = self._fill_before(t)
-            missing.append(t)
-            yield last
-            t += 1
-        if missing:
-            with self._lock:
-                self.filled_frames.update(missing)
-            warnings.warn(
-                f"{self.path}: {len(missing)} frame(s) from frame {missing[0]} could not be decoded "
-                f"(corrupt or truncated video?); showing the last frame that decoded instead",
-                RuntimeWarning, stacklevel=3)
+            self._report_missing(t, stop)
+            while t < stop:
+                yield last
+                t += 1
+
+    def _report_missing(self, first: int, stop: int) -> None:
+        with self._lock:
+            self.filled_frames.update(range(first, stop))
+        warnings.warn(
+            f"{self.path}: frames {first}..{stop - 1} could not be decoded (corrupt or truncated video?); "
+            f"showing the last frame that decoded instead", RuntimeWarning, stacklevel=4)
 
     def _decode(self, start: int, stop: int) -> np.ndarray:
         out = np.empty((stop - start, self.height, self.width, 3), np.uint8)
