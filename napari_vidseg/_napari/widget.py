@@ -742,11 +742,12 @@ class VidSegWidget(Container):
         self.progress_bar.max = max(p.total, 1)
         self.progress_bar.value = min(p.done, max(p.total, 1))
         self.progress_bar.label = p.stage
-        if self._nprogress is not None:
-            self._nprogress.total = max(p.total, 1)
-            self._nprogress.n = p.done
-            self._nprogress.set_description(p.stage)
-            self._nprogress.refresh()
+        bar = self._nprogress  # local: a finished signal may clear the attribute meanwhile
+        if bar is not None:
+            bar.total = max(p.total, 1)
+            bar.n = p.done
+            bar.set_description(p.stage)
+            bar.refresh()
         self.status.value = f"{p.stage}: {p.done}/{p.total} {p.message}".strip()
 
     def _long_returned(self, value) -> None:
