@@ -27,9 +27,10 @@ def drain(job: Generator[Progress, None, R], quiet: bool = False, stream=None) -
             if now - last_print > 0.2 or p.done == p.total:
                 width = 30
                 fill = int(width * p.fraction)
-                rate = p.done / max(now - t0, 1e-6)
+                # No rate until there is enough time to measure one.
+                rate = f"{p.done / (now - t0):5.1f}/s" if now - t0 > 0.5 else "     -/s"
                 stream.write(f"\r{p.stage:>10} [{'#' * fill}{'.' * (width - fill)}] "
-                             f"{p.done}/{p.total} {rate:5.1f}/s {p.message}"[:120])
+                             f"{p.done}/{p.total} {rate} {p.message}"[:120])
                 stream.flush()
                 last_print = now
     except StopIteration as stop:
