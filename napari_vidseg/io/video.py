@@ -208,16 +208,19 @@ class _FfmpegBackend:
         cmd += ["-i", str(self.path), "-map", "0:v:0", "-an", "-sn", "-dn",
                 "-fps_mode", "passthrough", "-frames:v", str(stop - start),
                 "-vf", "showinfo=checksum=0", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                bufsize=0)
         times: queue.Queue = queue.Queue()
         reader = threading.Thread(target=_read_showinfo, args=(proc.stderr, times), daemon=True)
         reader.start()
+        _grow_pipe(proc.stdout)
         nbytes = self.height * self.width * 3
         fallback = start  # index by order if a frame has no timestamp
         try:
             while True:
-                raw = _read_exact(proc.stdout, nbytes)
-                if raw is None:
+                # read straight into the frame's own array: no intermediate bytes copies
+                frame = np.empty((self.height, self.width, 3), np.uint8)
+                if not _read_into(proc.stdout, memoryview(frame).cast("B"), nbytes):
                     return  # end of stream (or undecodable tail): the caller fills gaps
                 try:
                     t = times.get(timeout=30)
@@ -229,7 +232,7 @@ class _FfmpegBackend:
                     continue
                 if idx >= stop:
                     return
-                yield idx, np.frombuffer(raw, dtype=np.uint8).reshape(self.height, self.width, 3)
+                yield idx, frame
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -271,14 +274,25 @@ def _read_showinfo(pipe, out: "queue.Queue") -> None:
         pass
 
 
-def _read_exact(pipe, n: int) -> bytes | None:
-    buf = bytearray()
-    while len(buf) < n:
-        b = pipe.read(n - len(buf))
-        if not b:
-            return None
-        buf += b
-    return bytes(buf)
+def _read_into(pipe, view: memoryview, n: int) -> bool:
+    """Fill view[:n] from the pipe; False when the stream ends first."""
+    got = 0
+    while got < n:
+        k = pipe.readinto(view[got:n])
+        if not k:
+            return False
+        got += k
+    return True
+
+
+def _grow_pipe(pipe) -> None:
+    """Ask Linux for a 1 MiB pipe (default 64 KiB): fewer wake-ups per 6 MB 1080p frame."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(pipe.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
+    except (ImportError, OSError, ValueError):
+        pass
 
 
 class _FolderBackend:
