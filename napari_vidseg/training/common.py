@@ -73,6 +73,22 @@ def freeze_bn_stats(module: nn.Module) -> None:
             m.eval()
 
 
+def set_cosine_lr(opt: torch.optim.Optimizer, base_lrs, frac: float) -> None:
+    """Cosine decay to 5% of each group's base rate, over a fraction of the
+    wall-clock budget: the budget, not a step count, is what is fixed."""
+    for g, base in zip(opt.param_groups, base_lrs):
+        g["lr"] = base * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * min(frac, 1.0))))
+
+
+def save_checkpoint(model: nn.Module, args, step: int, path: Path) -> None:
+    """{"model", "step", "args"} written atomically (a killed run keeps the last whole file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    meta = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    torch.save({"model": model.state_dict(), "step": step, "args": meta}, tmp)
+    tmp.replace(path)
+
+
 class Logger:
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)

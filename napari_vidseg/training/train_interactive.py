@@ -23,7 +23,7 @@ from ..interactions.encoding import encode
 from ..models.vidsegnet import VidSegNet
 from ..types import Interactions
 from . import simulate
-from .common import Logger, freeze_bn_stats, load_pairs, random_crop, seg_loss
+from .common import Logger, freeze_bn_stats, load_pairs, random_crop, save_checkpoint, seg_loss, set_cosine_lr
 
 N_CORR = np.array([0, 1, 2, 3, 4, 5, 10, 20])
 N_CORR_P = np.array([0.5, 0.2, 0.1, 0.08, 0.05, 0.04, 0.02, 0.01])
@@ -107,10 +107,7 @@ def main(argv=None) -> None:
     total = args.minutes * 60
     step, t_ckpt, t0, losses = 0, time.time(), time.time(), []
     while time.time() < deadline:
-        # Cosine decay over wall-clock time: the budget, not a step count, is fixed.
-        frac = min((time.time() - t0) / total, 1.0)
-        for g, base in zip(opt.param_groups, (args.lr * 0.3, args.lr)):
-            g["lr"] = base * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * frac)))
+        set_cosine_lr(opt, (args.lr * 0.3, args.lr), (time.time() - t0) / total)
         imgs, gts, inters, prevs = sample_batch(pairs, args.size, args.batch, rng)
         n_corr = int(rng.choice(N_CORR, p=N_CORR_P))
         model.eval()
@@ -140,16 +137,10 @@ def main(argv=None) -> None:
         if step % 20 == 0:
             log.log(step=step, loss=float(np.mean(losses[-20:])), lr=opt.param_groups[1]["lr"], n_corr=n_corr)
         if time.time() - t_ckpt > 300 or time.time() >= deadline:
-            save(model, args, step, args.out / "last.pt")
+            save_checkpoint(model, args, step, args.out / "last.pt")
             t_ckpt = time.time()
-    save(model, args, step, args.out / "last.pt")
+    save_checkpoint(model, args, step, args.out / "last.pt")
     log.log(event="done", steps=step, minutes=args.minutes)
-
-
-def save(model, args, step, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save({"model": model.state_dict(), "step": step, "args": vars(args) | {"data": str(args.data), "out": str(args.out), "resume": str(args.resume)}}, tmp)
-    tmp.replace(path)
 
 
 if __name__ == "__main__":

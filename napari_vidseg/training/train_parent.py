@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ..models.vidsegnet import VidSegNet
-from .common import Logger, freeze_bn_stats, load_pairs, random_crop, seg_loss
+from .common import Logger, freeze_bn_stats, load_pairs, random_crop, save_checkpoint, seg_loss, set_cosine_lr
 
 #: Training sequences kept out of the parent's training: one-shot tuning
 #: settings (head vs full, steps, loss, input size) are measured on these.
@@ -102,14 +102,6 @@ def sample_batch(pairs, size, batch, frame_side, rng):
     return x.contiguous(memory_format=torch.channels_last), y
 
 
-def save(model, args, step, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    meta = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    torch.save({"model": model.state_dict(), "step": step, "args": meta}, tmp)
-    tmp.replace(path)
-
-
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=Path("../shared/data/davis2016"))
@@ -150,10 +142,7 @@ def main(argv=None) -> None:
     deadline = t0 + total
     step, t_ckpt, losses = 0, t0, []
     while time.time() < deadline:
-        # Cosine decay over wall-clock time: the budget, not a step count, is fixed.
-        frac = min((time.time() - t0) / total, 1.0)
-        for g, base in zip(opt.param_groups, base_lrs):
-            g["lr"] = base * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * frac)))
+        set_cosine_lr(opt, base_lrs, (time.time() - t0) / total)
         x, y = sample_batch(pairs, args.size, args.batch, args.frame_side, rng)
         model.train()
         freeze_bn_stats(model.encoder)  # ImageNet/interactive statistics; the decoder's adapt
@@ -168,9 +157,9 @@ def main(argv=None) -> None:
         if step % 20 == 0:
             log.log(step=step, loss=float(np.mean(losses[-20:])), lr=opt.param_groups[1]["lr"])
         if time.time() - t_ckpt > 300:
-            save(model, args, step, args.out / "last.pt")
+            save_checkpoint(model, args, step, args.out / "last.pt")
             t_ckpt = time.time()
-    save(model, args, step, args.out / "last.pt")
+    save_checkpoint(model, args, step, args.out / "last.pt")
     log.log(event="done", steps=step, minutes=args.minutes)
 
 
