@@ -104,3 +104,42 @@ def test_bad_frame_and_missing_frame(net):
         p.predict(Interactions([Click(1, 1)]))
     with pytest.raises(InputError):
         p.set_image(np.zeros((4, 5, 7), np.uint8))
+
+
+def test_cached_crop_features_give_the_same_answer_as_a_fresh_predictor(net):
+    """The second click reuses the first click's crop and its encoder features;
+    the result must equal what a predictor without any cache computes."""
+    h, w = 160, 200
+    img = frame(h, w, cx=100, cy=80, r=30)
+    warm = InteractivePredictor(net, use_crf=False, input_size=64)
+    warm.set_image(img)
+    prev = np.zeros((h, w), bool)
+    prev[60:100, 80:120] = True
+    first = Interactions([Click(100, 80, True)])
+    box1 = warm.predict(first, prev_mask=prev).box
+    second = Interactions([Click(100, 80, True), Click(105, 75, False)])
+    out = warm.predict(second, prev_mask=prev)
+    assert out.box == box1 and warm._early_key[0] == box1  # the crop and its features were kept
+    cold = InteractivePredictor(net, use_crf=False, input_size=64)
+    cold.set_image(img)
+    cold._box = box1  # same crop, nothing cached
+    ref = cold.predict(second, prev_mask=prev)
+    np.testing.assert_allclose(out.prob, ref.prob, atol=1e-5)
+    # A new frame drops the cache.
+    warm.set_image(img[::-1].copy())
+    assert warm._early_key is None and warm._box is None
+
+
+def test_crf_on_a_large_crop_runs_scaled_and_follows_the_image_edge():
+    from napari_vidseg.segment.crf import CRFParams, refine
+
+    h, w = 300, 500
+    img = np.full((h, w, 3), 30, np.uint8)
+    img[:, 260:] = 220  # a sharp vertical edge at x = 260
+    prob = np.full((h, w), 0.05, np.float32)
+    prob[:, 230:] = 0.6  # the network's unsure guess starts 30 px too early
+    prob[:, 290:] = 0.95
+    out = refine(img, prob, CRFParams(max_side=128))
+    assert out.shape == (h, w) and out.dtype == np.float32
+    mid = out[h // 2]
+    assert (mid[:255] < 0.5).all() and (mid[265:] > 0.5).all()

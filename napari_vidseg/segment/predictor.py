@@ -11,6 +11,12 @@ positive marks and, on a first click, its own full-frame guess), resized so its
 long side is `input_size`; small objects get magnified, large frames shrunk.
 Marked pixels are clamped to their label, then a dense CRF refines the
 boundary inside the crop.
+
+Speed (a click should feel live on a 2-core CPU): the network runs as a
+BatchNorm-folded channels_last copy; the crop is kept while the object stays
+inside it, so the frozen RGB-only encoder features (VidSegNet.early_features)
+of that crop are computed once and reused by every later click; the CRF runs
+on the crop scaled to at most CRFParams.max_side.
 """
 from __future__ import annotations
 
@@ -71,17 +77,23 @@ def union_box(*boxes):
 class InteractivePredictor:
     def __init__(self, net=None, device=None, use_crf: bool = True, input_size: int = 320,
                  zoom_in: bool = True, crf_params: crf_mod.CRFParams = crf_mod.CRFParams()):
+        from ..models.fuse import fuse_bn
+
         if net is None:
             from ..models.registry import build
 
             net = build("interactive", device)
-        self.net = net.eval()
+        # An inference copy: the caller's network is left as it is.
+        self.net = fuse_bn(net).to(memory_format=torch.channels_last).eval()
         self.device = next(net.parameters()).device
         self.use_crf = use_crf
         self.input_size = input_size
         self.zoom_in = zoom_in
         self.crf_params = crf_params
         self.image: np.ndarray | None = None
+        self._box = None  # the last crop, kept while the object stays inside it
+        self._early_key = None  # (box, ih, iw) of the cached early features
+        self._early = None
 
     def set_image(self, image: np.ndarray) -> None:
         image = np.asarray(image)
@@ -92,6 +104,7 @@ class InteractivePredictor:
         if image.dtype != np.uint8:
             image = np.clip(image, 0, 255).astype(np.uint8)
         self.image = np.array(image[..., :3], order="C")  # own, writable copy
+        self._box, self._early_key, self._early = None, None, None
 
     # -- the network on one crop -------------------------------------------
     def _net_prob(self, box, inter: Interactions, prev: np.ndarray) -> np.ndarray:
@@ -108,15 +121,32 @@ class InteractivePredictor:
                       st.positive, st.kind, st.width * sx) for st in inter.strokes],
         )
         chans = torch.from_numpy(encode(shifted, ih, iw, DEFAULT_SIGMA))[None]
-        rgb = torch.from_numpy(self.image[y0:y1, x0:x1]).permute(2, 0, 1)[None].float() / 255
         m = torch.from_numpy(prev[y0:y1, x0:x1].astype(np.float32))[None, None]
-        rgb = F.interpolate(rgb, size=(ih, iw), mode="bilinear", align_corners=False)
         m = F.interpolate(m, size=(ih, iw), mode="bilinear", align_corners=False)
-        x = torch.cat([rgb, m, chans], 1).to(self.device)
         with torch.inference_mode():
-            logits = self.net(x)
+            if self._early_key != (box, ih, iw):
+                rgb = torch.from_numpy(self.image[y0:y1, x0:x1]).permute(2, 0, 1)[None].float() / 255
+                rgb = F.interpolate(rgb, size=(ih, iw), mode="bilinear", align_corners=False)
+                rgb = rgb.to(self.device).contiguous(memory_format=torch.channels_last)
+                self._early, self._early_key = self.net.early_features(rgb), (box, ih, iw)
+            # from_early reads only the size and the non-RGB channels of x.
+            x = torch.cat([torch.zeros(1, 3, ih, iw), m, chans], 1).to(self.device)
+            logits = self.net.from_early(self._early, x.contiguous(memory_format=torch.channels_last))
             logits = F.interpolate(logits, size=(ch, cw), mode="bilinear", align_corners=False)
             return torch.sigmoid(logits)[0, 0].float().cpu().numpy()
+
+    def _crop_box(self, roi, height: int, width: int):
+        """The expanded box around `roi`; the previous crop while it still holds
+        roi and is not much larger (reusing it reuses its cached features)."""
+        box = expand_box(roi, height, width)
+        old = self._box
+        if old is not None:
+            inside = old[0] <= roi[0] and roi[1] <= old[1] and old[2] <= roi[2] and roi[3] <= old[3]
+            area = lambda b: (b[1] - b[0]) * (b[3] - b[2])  # noqa: E731
+            if inside and area(box) >= 0.5 * area(old):
+                box = old
+        self._box = box
+        return box
 
     def predict(self, interactions: Interactions, prev_mask: np.ndarray | None = None) -> Prediction:
         if self.image is None:
@@ -138,7 +168,7 @@ class InteractivePredictor:
                 # full-frame guess tells where to zoom.
                 guess = self._net_prob(full, interactions, prev) > 0.5
                 roi = union_box(roi, _bbox(guess))
-            box = expand_box(roi, H, W)
+            box = self._crop_box(roi, H, W)
             prob = np.zeros((H, W), np.float32)
             y0, y1, x0, x1 = box
             prob[y0:y1, x0:x1] = self._net_prob(box, interactions, prev)
