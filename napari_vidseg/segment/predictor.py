@@ -17,6 +17,9 @@ BatchNorm-folded channels_last copy; the crop is kept while the object stays
 inside it, so the frozen RGB-only encoder features (VidSegNet.early_features)
 of that crop are computed once and reused by every later click; the CRF runs
 on the crop scaled to at most CRFParams.max_side.
+
+GPU out of memory: the click is computed again on the CPU, where the network
+then stays (a GPUFallbackWarning says so once; see models/device.py).
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from ..interactions.encoding import DEFAULT_SIGMA, encode, marked_pixels
+from ..models.device import CPU, announce_cpu_fallback, is_gpu_oom
 from ..types import Click, InputError, Interactions
 from . import crf as crf_mod
 
@@ -108,6 +112,24 @@ class InteractivePredictor:
 
     # -- the network on one crop -------------------------------------------
     def _net_prob(self, box, inter: Interactions, prev: np.ndarray) -> np.ndarray:
+        """The network's probability on the crop; on a GPU out-of-memory error
+        the network moves to the CPU for good and the crop is computed again."""
+        try:
+            return self._net_prob_on_device(box, inter, prev)
+        except Exception as e:
+            if not is_gpu_oom(e, self.device):
+                raise
+        # Out of the except block: its traceback holds the failed attempt's GPU tensors.
+        self._move_to_cpu()
+        return self._net_prob_on_device(box, inter, prev)
+
+    def _move_to_cpu(self) -> None:
+        old, self.device = self.device, CPU
+        self._early, self._early_key = None, None  # features on the old device
+        self.net = self.net.to(CPU)  # the inference copy; the caller's network stays put
+        announce_cpu_fallback("a click", "this click and the next ones run", old)
+
+    def _net_prob_on_device(self, box, inter: Interactions, prev: np.ndarray) -> np.ndarray:
         y0, y1, x0, x1 = box
         ch, cw = y1 - y0, x1 - x0
         s = self.input_size / max(ch, cw)

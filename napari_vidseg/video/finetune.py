@@ -18,6 +18,10 @@ features that are not tuned are computed once:
 
 BatchNorm statistics stay frozen (batches are copies of one frame). The
 parent is never modified: the tuned network is a copy.
+
+GPU out of memory: fine-tuning starts again on the CPU (same seed, so the
+same augmented copies and batches) and the tuned network is returned on the CPU; a Progress message
+and a GPUFallbackWarning say so (models/device.py).
 """
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ..models.device import CPU, announce_cpu_fallback, is_gpu_oom
 from ..models.vidsegnet import VidSegNet
 from ..types import InputError, Progress
 
@@ -183,6 +188,20 @@ def finetune(parent: VidSegNet, frames: list[np.ndarray], masks: list[np.ndarray
         raise InputError("fine-tuning needs the 3-channel video parent network")
     pairs = [_check_pair(f, m) for f, m in zip(frames, masks)]
     device = torch.device(config.device) if config.device else next(parent.parameters()).device
+    try:
+        return (yield from _finetune_on(parent, pairs, config, device))
+    except Exception as e:
+        if not is_gpu_oom(e, device):
+            raise
+    # Out of the except block, whose traceback holds the failed attempt's GPU tensors.
+    # Same seed: the same augmented copies and batches as the failed attempt.
+    msg = announce_cpu_fallback("fine-tuning", "starting again", device)
+    yield Progress("features", 0, len(pairs) * config.n_aug, message=msg)
+    return (yield from _finetune_on(parent, pairs, config, CPU))
+
+
+def _finetune_on(parent: VidSegNet, pairs, config: FinetuneConfig,
+                 device: torch.device) -> Generator[Progress, None, VidSegNet]:
     rng = np.random.default_rng(config.seed)
     torch.manual_seed(config.seed)
     net = copy.deepcopy(parent).to(device).eval()  # eval: BatchNorm statistics stay frozen

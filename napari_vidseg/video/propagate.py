@@ -14,6 +14,10 @@ Each frame is predicted independently by the network tuned on all annotated
 frames; the only temporal link is an optional clean-up (`keep_components`):
 blobs that do not touch the (dilated) mask of the frame before it in the run
 are dropped, which removes distractors that appear away from the object.
+
+GPU out of memory: the block that failed and every later one run on the CPU;
+frames already yielded are not computed again. A GPUFallbackWarning names the
+frame it continues from (models/device.py).
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from ..models.device import CPU, announce_cpu_fallback, is_gpu_oom
 from ..types import InputError
 from .finetune import FinetuneConfig, input_size, load_parent, resize_rgb, to_tensor
 
@@ -196,13 +201,20 @@ def propagate(net, source, annotated: Mapping[int, np.ndarray], config: Finetune
         lo, hi = min(block), max(block)
         clip = src.frames(lo, hi + 1)
         imgs = np.stack([resize_rgb(np.asarray(clip[t - lo])[..., :3], size) for t in block])
-        with torch.inference_mode(), _autocast(device, use_bf16):
-            logits = model(to_tensor(imgs, device))
-        logits = logits.float()
-        small = torch.sigmoid(logits)[:, 0].cpu().numpy()
-        # Upsample logits (not probabilities) to the frame: sharper edges.
-        full = torch.sigmoid(F.interpolate(logits, size=(H, W), mode="bilinear", align_corners=False))[:, 0]
-        full = full.cpu().numpy()
+        try:
+            probs = _block_probs(model, imgs, device, use_bf16, (H, W))
+        except Exception as e:
+            if not is_gpu_oom(e, device):
+                raise
+            probs = None
+        if probs is None:
+            # Out of the except block, whose traceback holds the failed block's GPU tensors.
+            # Frames already yielded stay done: this block and the rest go on on the CPU.
+            model, old, device = model.to(CPU), device, CPU
+            use_bf16 = config.bf16
+            announce_cpu_fallback("propagation", f"continuing from frame {block[0]}", old)
+            probs = _block_probs(model, imgs, device, use_bf16, (H, W))
+        small, full = probs
         for i, t in enumerate(block):
             prob = full[i]
             mask = prob > config.threshold
@@ -217,6 +229,19 @@ def propagate(net, source, annotated: Mapping[int, np.ndarray], config: Finetune
         for t in [t for t in masks_done if t not in annotated]:
             if all(u in done or u not in wanted for u in (t - 1, t + 1)):
                 del masks_done[t]
+
+
+def _block_probs(model, imgs: np.ndarray, device: torch.device, bf16: bool,
+                 frame_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Foreground probabilities of a block of resized frames: (N, h, w) at the
+    network's size (for the confidence) and (N, H, W) at the frame's size."""
+    with torch.inference_mode(), _autocast(device, bf16):
+        logits = model(to_tensor(imgs, device))
+    logits = logits.float()
+    small = torch.sigmoid(logits)[:, 0].cpu().numpy()
+    # Upsample logits (not probabilities) to the frame: sharper edges.
+    full = torch.sigmoid(F.interpolate(logits, size=frame_size, mode="bilinear", align_corners=False))[:, 0]
+    return small, full.cpu().numpy()
 
 
 def _forward(t: int, annotated: Mapping[int, np.ndarray]) -> bool:
