@@ -172,6 +172,20 @@ def _rgba_drops_alpha(result):
     assert np.array_equal(frames, np.stack([encode_index(t, H, W) for t in range(T)]))
 
 
+def _gpu_out_of_memory(tmp):
+    # the first click on a (stand-in) GPU runs out of memory: see tests/test_gpu_fallback.py
+    from test_gpu_fallback import oom_on_first_click
+
+    return oom_on_first_click()
+
+
+def _goes_on_on_the_cpu(result):
+    got, expected, predictor, caught = result
+    assert predictor.device.type == "cpu"
+    assert len(caught) == 1 and "GPU out of memory" in str(caught[0].message) and "CPU" in str(caught[0].message)
+    assert np.array_equal(got.mask, expected.mask)
+
+
 def _rgba_frames():
     return [np.dstack([encode_index(t, H, W), np.full((H, W), 100 + t, np.uint8)]) for t in range(T)]
 
@@ -234,6 +248,7 @@ CASES = [
      ("error", "WeightsError", ["checksum", "interactive_v1.pt"])),
     ("weights-of-another-network", _mismatched, ("error", "WeightsError", ["does not fit", "interactive"])),
     ("unknown-model-name", lambda tmp: _build("nope", None), ("error", "WeightsError", ["nope", "known"])),
+    ("gpu-out-of-memory", _gpu_out_of_memory, ("ok", _goes_on_on_the_cpu)),
 ]
 
 
