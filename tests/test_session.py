@@ -135,6 +135,29 @@ def test_set_mask_and_remove_object(session):
     assert session.add_object() == b + 1  # ids are never reused
 
 
+def test_painted_mask_is_the_start_of_later_clicks_and_undo_gives_it_back(session):
+    obj = session.add_object()
+    painted = disk(8, 8) | disk(30, 20)
+    session.set_mask(2, obj, painted)
+    m = session.add_interactions(2, obj, Interactions([Click(20, 12)]))
+    assert np.array_equal(session.predictor().calls[-1][1], painted)  # refined, not replaced
+    assert np.array_equal(m, painted | disk(20, 12))
+    session.add_interactions(2, obj, Interactions([Click(8, 8, positive=False)]))
+    m = session.undo_interaction(2, obj)  # re-segments the rest from the painted start
+    assert np.array_equal(m, painted | disk(20, 12))
+    assert session.undo_interaction(2, obj) is None  # no click left: the painted mask is back
+    assert np.array_equal(session.masks.get(obj, 2), painted)
+    assert session.masks.provenance(obj, 2) is Provenance.USER
+    # a painted propagated frame is corrected, and stays so after its clicks are undone
+    session.masks.set(obj, 5, disk(10, 10), Provenance.PROPAGATED, 0.5)
+    session.set_mask(5, obj, disk(12, 10), Provenance.CORRECTED)
+    session.add_interactions(5, obj, Interactions([Click(30, 20)]))
+    assert session.masks.provenance(obj, 5) is Provenance.CORRECTED
+    session.undo_interaction(5, obj)
+    assert np.array_equal(session.masks.get(obj, 5), disk(12, 10))
+    assert session.masks.provenance(obj, 5) is Provenance.CORRECTED
+
+
 @pytest.mark.parametrize("call, message", [
     (lambda s, o: s.add_interactions(0, o, Interactions([Click(40, 3)])), "outside the 40x32 frame"),
     (lambda s, o: s.add_interactions(0, o, Interactions([Click(-2, 3)])), "outside"),

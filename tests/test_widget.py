@@ -35,6 +35,7 @@ class DiskPredictor:
 
     def predict(self, interactions, prev_mask=None):
         self.calls += 1
+        self.prev_mask = None if prev_mask is None else np.array(prev_mask)
         yy, xx = np.mgrid[:self.shape[0], :self.shape[1]]
         mask = np.zeros(self.shape, bool)
         for c in interactions.clicks:
@@ -236,20 +237,76 @@ def test_correct_and_repropagate_is_one_action(widget_on_video, qtbot):
     assert all(w.session.masks.provenance(1, t) is Provenance.PROPAGATED for t in (1, 2, 3, 4, 6, 7))
 
 
-@pytest.mark.xfail(reason="KNOWN BUG: a data_setitem edit of the Labels layer is not yet stored in the session",
-                   strict=False)
-def test_painted_edit_is_stored(widget_on_video, qtbot):
+def test_painted_edit_is_stored(widget_on_video, qtbot, monkeypatch):
+    from napari_vidseg._napari import jobs
+
     viewer, w = widget_on_video
+    stores = []
+    real_store = jobs.store_painted
+    monkeypatch.setattr(jobs, "store_painted", lambda *a: stores.append(sorted(a[1])) or real_store(*a))
+    shown = []
+    monkeypatch.setattr("napari_vidseg._napari.widget.show_error", shown.append)
     w.points_layer.add([[2, 24, 20]])
     wait_idle(qtbot, w)
+    assert not stores  # the widget's own data_setitem write is no user edit: no echo
     lab = w.labels_layer
-    lab.selected_label = 1
-    # what the brush does: a history-recorded edit (data_setitem emits the paint event)
+    assert lab.selected_label == 1  # the brush paints the selected object
+
+    def stored_matches_layer(t):
+        stored = w.session.masks.get(1, t)
+        assert stored is not None
+        np.testing.assert_array_equal(stored, lab.data[t] == 1)
+        return stored
+
+    # data_setitem (napari records it in its history; its event comes before the write)
     rows, cols = np.mgrid[2:6, 50:60]
     lab.data_setitem((np.full(rows.size, 2), rows.ravel(), cols.ravel()), 1)
     wait_idle(qtbot, w)
-    stored = w.session.masks.get(1, 2)
-    assert stored[2:6, 50:60].all() and stored[24, 20]
+    assert stores == [[2]]
+    stored = stored_matches_layer(2)
+    assert stored[2:6, 50:60].all() and stored[24, 20] and stored.sum() == 149 + 40
+    assert w.session.masks.provenance(1, 2) is Provenance.USER
+    # a brush stroke (several dabs, one history item) and an eraser dab
+    with lab.block_history():
+        lab.paint((2, 40, 10), 1)
+        lab.paint((2, 40, 16), 1)
+    wait_idle(qtbot, w)
+    stored = stored_matches_layer(2)
+    assert stored[40, 10] and stored[40, 16] and stored[40, 13]
+    lab.paint((2, 24, 20), 0)
+    wait_idle(qtbot, w)
+    stored = stored_matches_layer(2)
+    assert not stored[24, 20] and stored[24, 14]  # a radius-5 dab in a radius-7 disk
+    # napari's own undo / redo of the masks layer: the session follows
+    lab.undo()
+    wait_idle(qtbot, w)
+    assert stored_matches_layer(2)[24, 20]
+    lab.redo()
+    wait_idle(qtbot, w)
+    assert not stored_matches_layer(2)[24, 20]
+    # the next click starts from the painted mask (the segmenter gets it to refine)
+    painted = lab.data[2] == 1
+    w.points_layer.add([[2, 10, 30]])
+    wait_idle(qtbot, w)
+    np.testing.assert_array_equal(w.session.predictor().prev_mask, painted)
+    stored_matches_layer(2)
+    # painting a propagated frame corrects it
+    prop = np.zeros((H, W), bool)
+    prop[20:28, 30:40] = True
+    w.session.masks.set(1, 5, prop, Provenance.PROPAGATED, 0.5)
+    w.write_labels(5, prop.astype(np.uint8), undoable=False)
+    lab.paint((5, 24, 45), 1)
+    wait_idle(qtbot, w)
+    stored = stored_matches_layer(5)
+    assert w.session.masks.provenance(1, 5) is Provenance.CORRECTED
+    assert stored[20:28, 30:40].all() and stored[24, 45]
+    # a label that is no object: reported, and the layer shows what the session holds
+    before = w.session.masks.get(1, 5).copy()
+    lab.paint((5, 40, 5), 7)
+    wait_idle(qtbot, w)
+    assert shown and "label 7 is not an object" in shown[-1]
+    assert not (lab.data[5] == 7).any()
+    np.testing.assert_array_equal(w.session.masks.get(1, 5), before)
 
 
 def test_session_folder_is_restored_into_layers(make_napari_viewer, qtbot, tmp_path):

@@ -101,30 +101,45 @@ def redo(session, t: int, obj: int, request: int = 0) -> FrameUpdate:
         return _update(session, obj, t, request)
 
 
-def store_painted(session, frames: dict[int, np.ndarray], objects: list[int]) -> list[int]:
+@dataclass
+class PaintStored:
+    """What store_painted did: the frames whose masks changed, every painted frame's
+    label image as the session now holds it, and painted labels that are no object."""
+
+    frames: list[int]
+    labels: dict[int, np.ndarray]
+    unknown: list[int] = field(default_factory=list)
+
+
+def store_painted(session, frames: dict[int, np.ndarray], objects: list[int]) -> PaintStored:
     """Painted label edits -> the session: each object's mask on each painted frame.
 
-    A painted propagated frame becomes CORRECTED (it then joins the annotated
-    frames the video network tunes on); any other painted frame is USER.
+    frames: t -> the (H, W) label image as painted.  A painted propagated (or
+    corrected) frame becomes CORRECTED (it then joins the annotated frames the
+    video network tunes on); any other painted frame is USER.  Pixels painted
+    with a label that is no object belong to no object.
     """
-    changed = []
+    changed, unknown = set(), set()
     with widget_call():
         for t, label_image in frames.items():
+            unknown |= {int(v) for v in np.unique(label_image) if v and int(v) not in session.objects}
             for obj in objects:
                 if obj not in session.objects:
                     continue
                 new = label_image == obj
-                old = session.masks.get(obj, t)
-                if old is None and not new.any():
-                    continue
-                if old is not None and np.array_equal(old, new):
-                    continue
-                prov = session.masks.provenance(obj, t)
-                keep = Provenance.CORRECTED if prov in (Provenance.PROPAGATED, Provenance.CORRECTED) \
-                    else Provenance.USER
-                session.set_mask(t, obj, new, keep)
-                changed.append(t)
-    return sorted(set(changed))
+                with _lock(session):
+                    old = session.masks.get(obj, t)
+                    if old is None and not new.any():
+                        continue
+                    if old is not None and np.array_equal(old, new):
+                        continue
+                    prov = session.masks.provenance(obj, t)
+                    keep = Provenance.CORRECTED if prov in (Provenance.PROPAGATED, Provenance.CORRECTED) \
+                        else Provenance.USER
+                    session.set_mask(t, obj, new, keep)
+                changed.add(int(t))
+        labels = {int(t): frame_labels(session, t) for t in frames}
+    return PaintStored(sorted(changed), labels, sorted(unknown))
 
 
 def remove_object(session, obj: int) -> dict[int, np.ndarray]:

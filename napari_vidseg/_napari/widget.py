@@ -172,6 +172,8 @@ class VidSegWidget(Container):
         self._cancel = threading.Event()
         self._after_propagate: list[Callable[[], None]] = []
         self._nprogress = None
+        self._labels_replaying = False  # napari's own Labels undo/redo is running
+        self._paint_pending: dict[int, int] = {}  # frame -> painted edits not stored yet
         self.jobs = JobQueue(self._report)
         self._debounce = QTimer()
         self._debounce.setSingleShot(True)
@@ -386,6 +388,7 @@ class VidSegWidget(Container):
             lay.bind_key("Control-Shift-z", lambda _l: self.redo(), overwrite=True)
             lay.help = "N: positive/negative · Shift+click: negative · Ctrl+Z / Ctrl+Shift+Z: undo/redo"
         self.labels_layer.events.paint.connect(self._on_paint)
+        self._wrap_labels_history(self.labels_layer)
         self._apply_defaults()
         self.points_layer.mode = "add"
         self.viewer.layers.selection.active = self.points_layer
@@ -402,6 +405,8 @@ class VidSegWidget(Container):
                 self.labels_layer.events.paint.disconnect(self._on_paint)
             except Exception:
                 pass
+            for name in ("undo", "redo"):  # back to napari's own methods
+                self.labels_layer.__dict__.pop(name, None)
 
     def _restore_layers(self) -> None:
         """Show a re-opened session's clicks, strokes and masks."""
@@ -639,21 +644,79 @@ class VidSegWidget(Container):
         self.labels_layer.refresh()
 
     def _on_paint(self, event) -> None:
-        """The user painted or erased in the masks layer: store the edited frames."""
-        if self._syncing or self.session is None:
+        """The user painted, filled or erased in the masks layer: store the edited frames.
+
+        napari emits ``paint`` once per history item (a whole brush stroke, a fill,
+        one ``data_setitem``).  For ``data_setitem`` and single ``paint`` calls the
+        event comes *before* the pixels are written, so the frames are rebuilt from
+        the layer plus the item's own atoms (re-applying an atom already written is
+        harmless).  The widget's own writes happen with ``_syncing`` set: no echo.
+        """
+        if self._syncing or self._labels_replaying or self.session is None:
             return
+        self._store_label_frames(list(event.value or ()), apply_atoms=True)
+
+    def _wrap_labels_history(self, layer) -> None:
+        """Store the frames napari's own undo/redo (Ctrl+Z on the masks layer) change.
+
+        napari replays its Labels history without any event, so the layer's
+        ``undo``/``redo`` (what its key bindings call) are wrapped on this instance.
+        """
+        for name, history in (("undo", "_undo_history"), ("redo", "_redo_history")):
+            original = getattr(type(layer), name)
+
+            def replay(original=original, history=history, layer=layer):
+                items = getattr(layer, history, None)
+                item = list(items[-1]) if items else None
+                self._labels_replaying = True
+                try:
+                    original(layer)
+                finally:
+                    self._labels_replaying = False
+                if item is None and items is None:  # history not readable: the frame in view
+                    self._store_frames({self.current_frame})
+                elif item:
+                    self._store_label_frames(item, apply_atoms=False)
+
+            setattr(layer, name, replay)
+
+    def _store_label_frames(self, atoms: list, apply_atoms: bool) -> None:
         frames = set()
-        for atom in event.value or ():
+        for atom in atoms:
             frames |= _atom_frames(atom)
-        frames = {t for t in frames if 0 <= t < self.session.source.n_frames}
+        self._store_frames(frames, atoms if apply_atoms else ())
+
+    def _store_frames(self, frames, atoms=()) -> None:
+        """Snapshot frames of the masks layer (GUI thread) and store them in a worker."""
+        if self.session is None or self.labels_layer is None:
+            return
+        frames = {int(t) for t in frames if 0 <= t < self.session.source.n_frames}
         if not frames:
             return
-        snap = {t: np.array(self.labels_layer.data[t]) for t in frames}
-        objects = sorted(set(np.unique(np.concatenate([s.ravel() for s in snap.values()]))) - {0}
-                         | {int(o) for o in self.session.objects})
-        self.jobs.submit(jobs.store_painted, self.session, snap, [int(o) for o in objects],
-                         on_done=lambda ts: setattr(self.status, "value",
-                                                    f"Stored painted edits on frame(s) {ts}."))
+        snap = {t: np.array(self.labels_layer.data[t]) for t in sorted(frames)}
+        for atom in atoms:
+            _apply_atom(snap, atom)
+        for t in snap:
+            self._paint_pending[t] = self._paint_pending.get(t, 0) + 1
+        self.jobs.submit(jobs.store_painted, self.session, snap, sorted(self.session.objects),
+                         on_done=self._painted_stored)
+
+    def _painted_stored(self, stored: jobs.PaintStored) -> None:
+        for t in stored.labels:
+            left = self._paint_pending.get(t, 1) - 1
+            if left > 0:
+                self._paint_pending[t] = left
+                continue  # a newer edit of this frame is queued: it will redraw
+            self._paint_pending.pop(t, None)
+            # Show what the session now holds (differs from the layer only if a click's
+            # result overwrote the paint meanwhile, or a label that is no object was used).
+            self.write_labels(t, stored.labels[t], undoable=False)
+        if stored.unknown:
+            ids = ", ".join(str(i) for i in stored.unknown)
+            self._report(InputError(f"label {ids} is not an object: pick an object (or add one) and paint "
+                                    "with its label; those pixels were not stored"))
+        elif stored.frames:
+            self.status.value = f"Stored painted edits on frame(s) {', '.join(map(str, stored.frames))}."
 
     # -- undo / redo ---------------------------------------------------------------------
     def undo(self) -> None:
@@ -871,6 +934,42 @@ def _shift_held() -> bool:
         return bool(QApplication.keyboardModifiers() & Qt.ShiftModifier)
     except Exception:
         return False
+
+
+def _apply_atom(frames: dict[int, np.ndarray], atom) -> None:
+    """Apply one napari Labels history atom's new values to (H, W) frame copies."""
+    if isinstance(atom, tuple) and len(atom) == 3 and not hasattr(atom, "slice_key"):
+        idx, _old, new = atom
+        if len(idx) != 3:
+            return
+        ts, rows, cols = (np.asarray(i).ravel() for i in idx)
+        new = np.asarray(new)
+        values = np.broadcast_to(new.ravel() if new.ndim else new, ts.shape)
+        for t in np.unique(ts):
+            if int(t) in frames:
+                sel = ts == t
+                frames[int(t)][rows[sel], cols[sel]] = values[sel]
+        return
+    key = getattr(atom, "slice_key", None)
+    if key is None or len(key) != 3:
+        return
+    t_key, r_key, c_key = key
+    if isinstance(t_key, slice):
+        start = t_key.start or 0
+        ts = list(range(start, t_key.stop if t_key.stop is not None else start + 1))
+    else:
+        ts = [int(t_key)]
+    mask = atom.mask
+    if mask is not None and mask.ndim == 2:
+        mask = mask[None]
+    for i, t in enumerate(ts):
+        if int(t) not in frames:
+            continue
+        region = frames[int(t)][r_key, c_key]  # a view: basic slicing
+        if mask is None:
+            region[...] = atom.new_value
+        else:
+            region[mask[i]] = atom.new_value
 
 
 def _atom_frames(atom) -> set[int]:

@@ -330,12 +330,11 @@ class VideoSession:
             base = self.masks.get(obj, t)
             self._bases.set(obj, t, base, Provenance.PROPAGATED, self.masks.confidence(obj).get(t))
             prev, result = base, Provenance.CORRECTED
-        elif prov is Provenance.CORRECTED:
-            prev = self.masks.get(obj, t) if keep_current else self._bases.get(obj, t)
-            result = Provenance.CORRECTED
         else:
-            prev = self.masks.get(obj, t) if keep_current else None
-            result = Provenance.USER
+            # from the current mask, or from the frame's starting point: the propagated
+            # or painted mask it had before its first click (none: from scratch)
+            prev = self.masks.get(obj, t) if keep_current else self._bases.get(obj, t)
+            result = Provenance.CORRECTED if prov is Provenance.CORRECTED else Provenance.USER
         mask = self._segment(t, inter, prev)
         self.masks.set(obj, t, mask, result)
         return mask
@@ -343,8 +342,9 @@ class VideoSession:
     def undo_interaction(self, t, obj) -> np.ndarray | None:
         """Drop the last click or stroke of (obj, t) and re-segment with the rest.
 
-        With none left, a corrected frame gets its propagated mask back and a user
-        frame loses its mask; returns None then (and when there was nothing to undo).
+        With none left, the frame gets back the mask it had before its first click
+        (propagated, or painted with set_mask) or, without one, loses its mask;
+        returns None then (and when there was nothing to undo).
         """
         with self._lock:
             t, obj = self._check_t(t), self._check_obj(obj)
@@ -368,9 +368,11 @@ class VideoSession:
                 self.interactions[key], self._order[key] = rest, order[:-1]
             else:
                 base = self._bases.get(obj, t)
-                if base is not None:
-                    self.masks.set(obj, t, base, Provenance.PROPAGATED, self._bases.confidence(obj).get(t))
-                    self._bases.delete(obj, t)
+                if base is not None:  # the propagated or painted mask the clicks started from
+                    base_prov = self._bases.provenance(obj, t) or Provenance.PROPAGATED
+                    self.masks.set(obj, t, base, base_prov, self._bases.confidence(obj).get(t))
+                    if base_prov is Provenance.PROPAGATED:
+                        self._bases.delete(obj, t)
                 else:
                     self.masks.delete(obj, t)
                 self.interactions.pop(key, None)
@@ -392,14 +394,24 @@ class VideoSession:
             return mask
 
     def set_mask(self, t, obj, mask, provenance: Provenance = Provenance.USER) -> None:
-        """Store a mask made elsewhere (e.g. painted in napari) for (obj, t)."""
+        """Store a mask made elsewhere (e.g. painted in napari) for (obj, t).
+
+        On a frame without clicks the mask is also the frame's starting point: later
+        clicks refine it and undoing all of them gives it back.
+        """
         with self._lock:
             t, obj = self._check_t(t), self._check_obj(obj)
             m = np.asarray(mask)
             shape = (int(self.source.height), int(self.source.width))
             if m.shape != shape:
                 raise InputError(f"mask has shape {m.shape}, the frame is {shape}")
-            self.masks.set(obj, t, m > 0 if m.dtype != bool else m, Provenance(provenance))
+            provenance = Provenance(provenance)
+            m = m > 0 if m.dtype != bool else m
+            if not self.interactions.get((obj, t)) and provenance.is_annotation:
+                # No click on this frame yet: the painted mask is where clicks start
+                # from, and what undoing every later click gives back.
+                self._bases.set(obj, t, m, provenance)
+            self.masks.set(obj, t, m, provenance)
 
     def correct(self, t, obj, interactions: Interactions) -> np.ndarray:
         """Refine a propagated frame with a click or two (= add_interactions)."""
