@@ -12,6 +12,7 @@ from typing import Iterator
 
 import numpy as np
 
+from ..io.video import RGBFramesMixin
 from ..types import InputError
 
 
@@ -28,8 +29,9 @@ def _to_uint8_rgb(a: np.ndarray, rgb: bool) -> np.ndarray:
     return np.repeat(a[..., None], 3, axis=-1)
 
 
-class ArraySource:
-    """Frames of an in-memory or dask array, with the VideoSource reading methods."""
+class ArraySource(RGBFramesMixin):
+    """Frames of an in-memory or dask array, with the VideoSource reading methods
+    (shape, dtype, ndim and len as VideoSource's: RGBFramesMixin)."""
 
     def __init__(self, array, fps: float = 25.0, rgb: bool | None = None, name: str = "array"):
         shape = tuple(array.shape)
@@ -46,17 +48,6 @@ class ArraySource:
         self.path = None
         self.fps = float(fps)
         self.n_frames, self.height, self.width = int(shape[0]), int(shape[1]), int(shape[2])
-
-    @property
-    def shape(self) -> tuple[int, int, int, int]:
-        return (self.n_frames, self.height, self.width, 3)
-
-    @property
-    def dtype(self) -> np.dtype:
-        return np.dtype(np.uint8)
-
-    def __len__(self) -> int:
-        return self.n_frames
 
     def __repr__(self) -> str:
         return f"ArraySource({self.name!r}, {self.n_frames} frames, {self.width}x{self.height})"

@@ -347,7 +347,33 @@ def _last_line(text: str) -> str:
 
 
 # --------------------------------------------------------------------------- public
-class VideoSource:
+class RGBFramesMixin:
+    """The array look of a frame source: (T, H, W, 3) uint8, len() = T.
+
+    Shared by VideoSource and the napari plugin's ArraySource; the class sets
+    `n_frames`, `height` and `width`."""
+
+    n_frames: int
+    height: int
+    width: int
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return (self.n_frames, self.height, self.width, 3)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(np.uint8)
+
+    @property
+    def ndim(self) -> int:
+        return 4
+
+    def __len__(self) -> int:
+        return self.n_frames
+
+
+class VideoSource(RGBFramesMixin):
     """A video file or frame folder, exposed as lazily decoded (T, H, W, 3) uint8 frames."""
 
     def __init__(self, backend, path: Path, chunk_frames: int, cache_bytes: int, cache_chunks: int):
@@ -401,22 +427,7 @@ class VideoSource:
             backend = _FfmpegBackend(p)
         return cls(backend, p, chunk_frames, cache_bytes, cache_chunks)
 
-    # -- array-like
-    @property
-    def shape(self) -> tuple[int, int, int, int]:
-        return (self.n_frames, self.height, self.width, 3)
-
-    @property
-    def dtype(self) -> np.dtype:
-        return np.dtype(np.uint8)
-
-    @property
-    def ndim(self) -> int:
-        return 4
-
-    def __len__(self) -> int:
-        return self.n_frames
-
+    # -- array-like (shape, dtype, ndim, len: RGBFramesMixin)
     def __repr__(self) -> str:
         return (f"VideoSource({str(self.path)!r}, frames={self.n_frames}, size={self.width}x{self.height}, "
                 f"fps={self.fps:.3f})")
