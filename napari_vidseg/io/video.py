@@ -472,31 +472,32 @@ class VideoSource(RGBFramesMixin):
                 if idx < t:
                     continue  # a repeated timestamp: keep the first frame
                 if idx > t:  # a gap: frames the decoder dropped
-                    if last is None:
-                        last = self._fill_before(t)
-                    self._report_missing(t, idx)
-                    while t < idx:
-                        yield last
-                        t += 1
+                    yield from self._fill_gap(t, idx, last)
+                    t = idx
                 last = f
                 yield f
                 t += 1
         finally:
             stream.close()
         if t < stop:  # the stream ended early: an undecodable tail
-            if last is None:
-                last = self._fill_before(t)
-            self._report_missing(t, stop)
-            while t < stop:
-                yield last
-                t += 1
+            yield from self._fill_gap(t, stop, last)
+
+    def _fill_gap(self, first: int, stop: int, last: np.ndarray | None) -> Iterator[np.ndarray]:
+        """Yield a stand-in for each frame first..stop-1 the decoder did not return: `last`,
+        the last good frame (or the one before `first` when there is none yet), after
+        reporting the gap."""
+        if last is None:
+            last = self._fill_before(first)
+        self._report_missing(first, stop)
+        for _ in range(first, stop):
+            yield last
 
     def _report_missing(self, first: int, stop: int) -> None:
         with self._lock:
             self.filled_frames.update(range(first, stop))
         warnings.warn(
             f"{self.path}: frames {first}..{stop - 1} could not be decoded (corrupt or truncated video?); "
-            f"showing the last frame that decoded instead", RuntimeWarning, stacklevel=4)
+            f"showing the last frame that decoded instead", RuntimeWarning, stacklevel=5)
 
     def _decode(self, start: int, stop: int) -> np.ndarray:
         out = np.empty((stop - start, self.height, self.width, 3), np.uint8)
