@@ -1,6 +1,6 @@
 """Median time of one interactive click (network + clamping + CRF) on an 854x480 DAVIS frame.
 
-    python scripts/time_click.py [--frame PATH] [--clicks 6]
+    python scripts/time_click.py [--frame PATH] [--clicks 6] [--no-crf] [--crf-max-side N]
 """
 import argparse
 import statistics
@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from napari_vidseg.interactions.robot import next_click
+from napari_vidseg.segment.crf import CRFParams
 from napari_vidseg.segment.predictor import InteractivePredictor
 from napari_vidseg.types import Interactions
 
@@ -18,11 +19,14 @@ ap = argparse.ArgumentParser()
 ap.add_argument("--frame", default="../shared/data/davis2016/JPEGImages/480p/blackswan/00000.jpg")
 ap.add_argument("--mask", default="../shared/data/davis2016/Annotations/480p/blackswan/00000.png")
 ap.add_argument("--clicks", type=int, default=6)
+ap.add_argument("--no-crf", action="store_true", help="the network and clamping only")
+ap.add_argument("--crf-max-side", type=int, default=None, help="CRF crop scale (default: CRFParams' 320)")
 args = ap.parse_args()
 torch.set_num_threads(2)
 img = np.asarray(Image.open(args.frame).convert("RGB"))
 gt = np.asarray(Image.open(args.mask).convert("L")) > 127
-pred = InteractivePredictor()
+crf = CRFParams() if args.crf_max_side is None else CRFParams(max_side=args.crf_max_side)
+pred = InteractivePredictor(use_crf=not args.no_crf, crf_params=crf)
 pred.set_image(img)
 inter, prev, times = Interactions(), None, []
 for i in range(args.clicks):
@@ -32,5 +36,5 @@ for i in range(args.clicks):
     out = pred.predict(inter, prev_mask=prev)
     times.append((time.perf_counter() - t) * 1000)
     prev = out.mask
-print({"frame": args.frame, "shape": img.shape[:2], "ms_per_click": [round(t) for t in times],
+print({"frame": args.frame, "crf": not args.no_crf, "crf_max_side": crf.max_side, "shape": img.shape[:2], "ms_per_click": [round(t) for t in times],
        "median_ms": round(statistics.median(times)), "iou": round(float((prev & gt).sum() / (prev | gt).sum()), 3)})
