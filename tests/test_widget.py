@@ -164,21 +164,30 @@ def test_errors_are_reported_not_raised(widget_on_video, qtbot, monkeypatch):
         w.bind(w.points_layer)
 
 
-@pytest.mark.skip(reason="KNOWN BUG: propagation progress signals race the worker's finish in this test and "
-                  "crashed the Qt process once (segfault) on the loaded dev machine; to fix next session")
+@pytest.mark.skip(reason="KNOWN ISSUE: the cause of the crash (torch importing triton next to llvmpipe's LLVM) "
+                  "is fixed by _napari/llvm_guard.py, but this end-to-end test has not yet been seen to pass "
+                  "reliably on the loaded dev machine; un-skip once it has")
 def test_propagate_fills_every_frame_worst_jumps_export_sticker(widget_on_video, qtbot, tmp_path):
     viewer, w = widget_on_video
     w.session.set_parent(random_parent())
-    # annotate frame 0 so the tiny parent has something to tune on
+    # a click on frame 0 gives its mask (and the annotation the tiny parent tunes on)
     w.points_layer.add([[0, 24, 20]])
     wait_idle(qtbot, w)
+    assert w.labels_layer.data[0, 24, 20] == 1 and (w.labels_layer.data[0] == 1).sum() == 149
+    assert w.session.masks.provenance(1, 0) is Provenance.USER
     seen = []
     w._long_yielded = _spy(w._long_yielded, seen)
     w.propagate(config=tiny_config())
     wait_idle(qtbot, w, timeout=600_000)
     assert "Error" not in w.status.value, w.status.value
+    assert w.status.value == "Propagation done."
     stages = {item[0].stage for item in seen if isinstance(item, tuple)}
-    assert "propagate" in stages
+    assert {"finetune", "propagate"} <= stages
+    shown = sorted(item[0].frame for item in seen if item[0].stage == "propagate" and item[1] is not None)
+    assert shown == list(range(1, T))  # each propagated frame was drawn as it came
+    # the job is over: its progress bars are gone, the buttons back
+    assert w._nprogress is None and not w.progress_bar.visible
+    assert w.propagate_btn.enabled and w.export_btn.enabled and not w.cancel_btn.enabled
     for t in range(1, T):
         assert w.session.masks.provenance(1, t) is Provenance.PROPAGATED
         stored = w.session.masks.get(1, t)
@@ -198,6 +207,7 @@ def test_propagate_fills_every_frame_worst_jumps_export_sticker(widget_on_video,
     item = w.worst_list.native.item(len(w.worst_frames) - 1)
     w.worst_list.native.itemClicked.emit(item)
     assert w.current_frame == target
+    assert viewer.layers.selection.active is w.points_layer and w.points_layer.mode == "add"
     assert 0 not in w.worst_frames  # the annotated frame is never "worst"
 
     w.export(tmp_path / "out")
@@ -205,12 +215,16 @@ def test_propagate_fills_every_frame_worst_jumps_export_sticker(widget_on_video,
     assert "Error" not in w.status.value, w.status.value
     out = tmp_path / "out"
     assert len(list((out / "masks").glob("*.png"))) == T
-    assert np.load(out / "labels.npy").shape == (T, H, W)
+    from PIL import Image, ImageSequence
+
+    for t in (0, target):
+        png = np.asarray(Image.open(out / "masks" / f"{t:05d}.png")) > 0
+        np.testing.assert_array_equal(png, w.session.masks.get(1, t))
+    labels = np.load(out / "labels.npy")
+    assert labels.shape == (T, H, W) and labels[0, 24, 20] == 1
     gif = next(out.glob("*.gif"))
     assert next(out.glob("*.webp")).stat().st_size > 0
     assert next(out.glob("*.mp4")).stat().st_size > 0
-    from PIL import Image, ImageSequence
-
     with Image.open(gif) as im:
         frames = [np.asarray(f.convert("RGBA")) for f in ImageSequence.Iterator(im)]
     assert len(frames) == T

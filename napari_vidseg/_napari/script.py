@@ -27,6 +27,7 @@ from pathlib import Path
 
 from ..types import InputError
 from . import jobs
+from .llvm_guard import keep_triton_out
 
 #: session verbs that change what the layers show: name -> where (frame, object) sit in the args
 _FRAME_VERBS = ("add_interactions", "correct", "undo_interaction", "redo_interaction", "set_mask")
@@ -43,6 +44,7 @@ def attach(viewer, video, session_folder=None):
     """
     from .widget import VidSegWidget
 
+    keep_triton_out()  # the viewer's OpenGL is up: see llvm_guard (scripts load models next)
     layer = _video_layer(viewer, video)
     widget = VidSegWidget(viewer, session_folder=session_folder)
     viewer.window.add_dock_widget(widget, name="Video segmentation", area="right")
@@ -138,6 +140,7 @@ def _hook(session, widget) -> None:
     def frame_verb(fn):
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
+            keep_triton_out()  # a script's torch work runs in the viewer's process too
             result = fn(*args, **kwargs)
             if not jobs.in_widget_call():
                 redraw(*_frame_and_obj(args, kwargs))
@@ -156,6 +159,7 @@ def _hook(session, widget) -> None:
     def propagate_verb(fn):
         @functools.wraps(fn)
         def wrapper(obj, *args, **kwargs):
+            keep_triton_out()  # the fine-tuning's optimizer would import triton (see llvm_guard)
             gen = fn(obj, *args, **kwargs)
             if jobs.in_widget_call():
                 return gen

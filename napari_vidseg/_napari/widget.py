@@ -28,6 +28,7 @@ from qtpy.QtCore import QTimer
 from ..types import InputError, Interactions
 from . import jobs
 from . import layers as L
+from .llvm_guard import keep_triton_out
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,7 @@ class JobQueue:
         from napari.qt.threading import create_worker
 
         fn, args, on_done, _ = self._waiting.popleft()
+        keep_triton_out()  # before any torch work in this viewer (see llvm_guard)
         worker = create_worker(_guarded, fn, *args, _start_thread=False)
         self._running = worker
 
@@ -778,6 +780,7 @@ class VidSegWidget(Container):
         from napari.utils import progress
 
         self._cancel.clear()
+        keep_triton_out()  # the fine-tuning's optimizer would import triton (see llvm_guard)
         worker = create_worker(_guarded_gen, gen_fn, *args, _start_thread=False)
         self._long_worker = worker
         self._long_kind = kind
