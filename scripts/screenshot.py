@@ -1,14 +1,18 @@
 """Screenshot of the widget in use on the sample clip -> docs/img/widget.png.
 
     python scripts/screenshot.py [--out docs/img/widget.png] [--checkpoint checkpoints/interactive/last.pt]
-                                 [--propagate]
+                                 [--propagate] [--steps N] [--robot-clicks N] [--colors N]
 
 Opens the sample clip in a shown viewer (starting a virtual X display when
 there is no screen), docks the widget through napari_vidseg.attach, clicks on
 the object as a user would (points added to the widget's Points layer, so the
-widget's own debounce -> worker -> Labels path runs), waits for the masks and
-saves the whole window.  --propagate also propagates (needs the parent
-network's weights) so the worst-frames list is filled.
+widget's own debounce -> worker -> Labels path runs): first the clicks of
+napari_vidseg/data/sample_clicks.csv, then --robot-clicks corrections from the
+click robot (positive on a missed part, negative on a false alarm, against the
+clip's ground truth), waits for the masks and saves the whole window.
+--propagate also propagates (the shipped parent network, --steps fine-tuning
+steps) so the worst-frames list is filled.  --colors N stores the PNG with an
+N-colour palette (0: full colour) to keep it small.
 """
 from __future__ import annotations
 
@@ -48,6 +52,9 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "img" / "widget.png")
     ap.add_argument("--checkpoint", type=Path)
     ap.add_argument("--propagate", action="store_true")
+    ap.add_argument("--steps", type=int, default=None, help="fine-tuning steps (default: the widget's)")
+    ap.add_argument("--robot-clicks", type=int, default=2, help="correction clicks after the sample clicks")
+    ap.add_argument("--colors", type=int, default=256, help="palette size of the PNG (0: full colour)")
     ap.add_argument("--frame", type=int, default=0, help="frame shown in the screenshot")
     args = ap.parse_args()
 
@@ -65,7 +72,8 @@ def main() -> int:
         from napari_vidseg import attach
         from napari_vidseg._napari.script import widget_of
         from napari_vidseg.commands.segment import read_clicks, sample_clicks_path
-        from napari_vidseg.sample import sample_clip_path
+        from napari_vidseg.interactions.robot import iou, next_click
+        from napari_vidseg.sample import sample_clip_path, sample_truth
 
         viewer = napari.Viewer(show=True, title="napari-vidseg")
         viewer.window.resize(1500, 900)
@@ -73,19 +81,35 @@ def main() -> int:
         session.set_predictor(interactive_predictor(args.checkpoint))
         w = widget_of(session)
         app = QApplication.instance()
+        def click(t, c):  # one at a time, as a user clicks (each re-segments the frame)
+            if c.positive != w.positive:
+                w._toggle_polarity_key()  # what the N key does
+            w.points_layer.add([[t, c.y, c.x]])
+            if not wait_until(lambda: not w.busy, app, 600):
+                raise SystemExit("the click was not segmented in 10 minutes")
+
         rows = [r for r in read_clicks(sample_clicks_path()) if r.frame == 0]
-        for r in rows:  # one at a time, as a user clicks (each re-segments the frame)
-            if not r.click.positive and w.positive:
-                w._toggle_polarity_key()
-            if r.click.positive and not w.positive:
-                w._toggle_polarity_key()
-            w.points_layer.add([[r.frame, r.click.y, r.click.x]])
-            wait_until(lambda: not w.busy, app, 300)
-        if w.positive is False:
+        for r in rows:
+            click(0, r.click)
+        truth = sample_truth()[0]
+        for _ in range(args.robot_clicks):
+            c = next_click(w.labels_layer.data[0] == 1, truth)
+            if c is None:
+                break
+            click(0, c)
+            print(f"robot click ({c.x:.0f}, {c.y:.0f}) {'+' if c.positive else '-'}: "
+                  f"IoU {iou(w.labels_layer.data[0] == 1, truth):.3f}")
+        if not w.positive:
             w._toggle_polarity_key()
         if args.propagate:
-            w.propagate()
-            wait_until(lambda: not w.busy, app, 1800)
+            config = w._config()
+            if args.steps is not None:
+                config.steps = args.steps
+            t0 = time.time()
+            w.propagate(config=config)
+            if not wait_until(lambda: not w.busy, app, 3600):
+                raise SystemExit("propagation did not finish in an hour")
+            print(f"propagated in {time.time() - t0:.0f} s; worst frames {getattr(w, 'worst_frames', [])}")
         w.set_frame(args.frame)
         viewer.layers.selection.active = w.points_layer
         wait_until(lambda: False, app, 1.5)  # let the canvas draw
@@ -93,8 +117,14 @@ def main() -> int:
         area = int((w.labels_layer.data[0] > 0).sum())
         print(f"mask on frame 0: {area} px")
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        img = viewer.screenshot(str(args.out), canvas_only=False)
-        print(f"wrote {args.out} {np.asarray(img).shape}")
+        img = np.asarray(viewer.screenshot(canvas_only=False))
+        from PIL import Image
+
+        pil = Image.fromarray(img[..., :3])
+        if args.colors:
+            pil = pil.quantize(colors=args.colors, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+        pil.save(args.out, optimize=True)
+        print(f"wrote {args.out} {img.shape} {args.out.stat().st_size // 1024} KiB")
         viewer.close()
     finally:
         if display is not None:

@@ -134,6 +134,81 @@ class JobQueue:
         worker.start()
 
 
+class ActivityBar:
+    """A long job's progress bar in napari's activity dock, drawn from a timer.
+
+    napari's Qt progress bar calls ``QApplication.processEvents()`` whenever its
+    value or description changes.  Updated straight from the worker's ``yielded``
+    slot, that nested event loop ran the job's remaining queued signals (later
+    frames, ``returned``, ``finished``) *inside* the slot, which then went on
+    updating a bar that ``finished`` had closed (its Qt widget already queued
+    for deletion: the crash), and overwrote the final status with a stale frame
+    count.  So the widget's slots only record the latest progress here; a
+    zero-delay timer hands it to napari from the top of the event loop, and a
+    close that arrives during such an update waits until the update is over.
+    """
+
+    def __init__(self, desc: str):
+        self.desc = desc
+        self.latest = None
+        self.bar = None
+        self.closed = False
+        self._pushing = False
+        self._closing = False
+        self._timer = QTimer()
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(0)
+        self._timer.timeout.connect(self._push)
+
+    def update(self, p) -> None:
+        if self.closed or self._closing:
+            return
+        self.latest = p
+        if not self._pushing and not self._timer.isActive():
+            self._timer.start()
+
+    def _push(self) -> None:
+        if self.closed or self._closing or self._pushing:
+            return
+        from napari.utils import progress
+
+        self._pushing = True
+        p = self.latest
+        try:
+            if self.bar is None:
+                self.bar = progress(total=0, desc=self.desc)
+            if p is not None and not self._closing:
+                self.bar.total = max(p.total, 1)
+                self.bar.n = p.done
+                self.bar.set_description(p.stage)
+                self.bar.refresh()
+        except Exception:  # a progress bar must never break the job
+            log.debug("updating napari's progress bar failed", exc_info=True)
+        finally:
+            self._pushing = False
+        if self._closing:
+            self._close_now()
+        elif self.latest is not p:  # newer progress came in during the update
+            self._timer.start()
+
+    def close(self) -> None:
+        self._closing = True
+        self._timer.stop()
+        if not self._pushing:
+            self._close_now()
+
+    def _close_now(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        bar, self.bar = self.bar, None
+        if bar is not None:
+            try:
+                bar.close()
+            except Exception:
+                log.debug("closing napari's progress bar failed", exc_info=True)
+
+
 def _guarded(fn, *args):
     """Run fn; return (True, result) or (False, exception): errors reach the GUI as values,
     so napari's default handler does not dump a traceback into the viewer."""
@@ -173,7 +248,8 @@ class VidSegWidget(Container):
         self._long_worker = None  # propagation or export
         self._cancel = threading.Event()
         self._after_propagate: list[Callable[[], None]] = []
-        self._nprogress = None
+        self._activity: ActivityBar | None = None  # napari's progress bar of the long job
+        self._long_id = 0  # which long job is the current one
         self._labels_replaying = False  # napari's own Labels undo/redo is running
         self._paint_pending: dict[int, int] = {}  # frame -> painted edits not stored yet
         self.jobs = JobQueue(self._report)
@@ -777,22 +853,28 @@ class VidSegWidget(Container):
 
     def _run_long(self, gen_fn, *args, kind: str) -> None:
         from napari.qt.threading import create_worker
-        from napari.utils import progress
 
         self._cancel.clear()
         keep_triton_out()  # the fine-tuning's optimizer would import triton (see llvm_guard)
         worker = create_worker(_guarded_gen, gen_fn, *args, _start_thread=False)
+        self._long_id += 1
+        job = self._long_id
         self._long_worker = worker
         self._long_kind = kind
         self.cancel_btn.enabled = kind != "restore"
         self.propagate_btn.enabled = self.correct_btn.enabled = self.export_btn.enabled = False
         self.progress_bar.visible = True
         self.progress_bar.value = 0
-        self._nprogress = progress(total=0, desc=kind)
-        worker.yielded.connect(self._long_yielded)
-        worker.returned.connect(self._long_returned)
-        worker.finished.connect(self._long_finished)
+        self._activity = ActivityBar(kind)
+        # Slots look the handlers up when called (tests spy on them) and drop what a job
+        # sends after it finished or was replaced.
+        worker.yielded.connect(lambda item: self._long_yielded(item) if self._is_current(job) else None)
+        worker.returned.connect(lambda value: self._long_returned(value) if self._is_current(job) else None)
+        worker.finished.connect(lambda: self._long_finished() if self._long_id == job else None)
         worker.start()
+
+    def _is_current(self, job: int) -> bool:
+        return self._long_id == job and self._long_worker is not None
 
     def _long_yielded(self, item) -> None:
         if self._long_kind == "restore":
@@ -808,12 +890,8 @@ class VidSegWidget(Container):
         self.progress_bar.max = max(p.total, 1)
         self.progress_bar.value = min(p.done, max(p.total, 1))
         self.progress_bar.label = p.stage
-        bar = self._nprogress  # local: a finished signal may clear the attribute meanwhile
-        if bar is not None:
-            bar.total = max(p.total, 1)
-            bar.n = p.done
-            bar.set_description(p.stage)
-            bar.refresh()
+        if self._activity is not None:
+            self._activity.update(p)  # drawn later, from a timer: never re-enter this slot
         self.status.value = f"{p.stage}: {p.done}/{p.total} {p.message}".strip()
 
     def _long_returned(self, value) -> None:
@@ -836,9 +914,9 @@ class VidSegWidget(Container):
 
     def _long_finished(self) -> None:
         self._long_worker = None
-        if self._nprogress is not None:
-            self._nprogress.close()
-            self._nprogress = None
+        if self._activity is not None:
+            self._activity.close()
+            self._activity = None
         self.progress_bar.visible = False
         self.cancel_btn.enabled = False
         self.propagate_btn.enabled = self.correct_btn.enabled = self.export_btn.enabled = True
