@@ -66,6 +66,10 @@ def main() -> int:
         display.start()
     try:
         import napari
+        import napari._qt.qt_main_window as qt_main_window
+
+        # napari's start-up notice about the Qt5 binding would sit over the canvas as a toast.
+        qt_main_window.SHOW_QT_WARNING = False
         import numpy as np
         from qtpy.QtWidgets import QApplication
 
