@@ -14,8 +14,10 @@ from PIL import Image
 
 from napari_vidseg.models.vidsegnet import VidSegNet
 from napari_vidseg.types import Progress
-from napari_vidseg.video.finetune import FinetuneConfig, finetune
-from napari_vidseg.video.propagate import FrameResult, plan_order, propagate
+from napari_vidseg.types import InputError
+from napari_vidseg.video.finetune import FinetuneConfig, finetune, input_size
+from napari_vidseg.video.propagate import (FrameResult, apply_coarse_cleanup, drop_distant_blobs,
+                                           plan_order, propagate)
 from napari_vidseg.video.quality import frame_scores, worst_frames
 
 T, H, W, R = 12, 64, 64, 12
@@ -121,7 +123,7 @@ def test_propagate_forward_from_frame_zero(tuned):
     for r in res:
         assert isinstance(r, FrameResult)
         assert r.mask.shape == (H, W) and r.mask.dtype == bool
-        assert r.prob.shape == (H, W) and r.prob.dtype == np.float16
+        assert r.prob.shape == input_size(H, W, cfg.input_long_side) and r.prob.dtype == np.float16
         assert 0.0 <= r.confidence <= 1.0
     # The disk moves 3 px a frame: the tuned net follows it.
     assert np.mean([iou(r.mask, truth[r.t]) for r in res[1:]]) > 0.7
@@ -136,6 +138,33 @@ def test_propagate_both_directions_from_a_middle_frame(tuned):
     assert fwd == sorted(fwd) and bwd == sorted(bwd, reverse=True)
     # Round-robin blocks of 4: forward 6-9, backward 4-1, forward 10-11, backward 0.
     assert order == [5, 6, 7, 8, 9, 4, 3, 2, 1, 10, 11, 0]
+
+
+def test_distant_blob_is_dropped_and_the_full_size_mask_follows():
+    coarse = np.zeros((32, 32), bool)
+    coarse[4:10, 4:10] = True  # the object, where it was in the previous frame
+    coarse[24:28, 24:28] = True  # a distractor far away
+    prev = np.zeros_like(coarse)
+    prev[5:11, 5:11] = True
+    kept = drop_distant_blobs(coarse, prev, radius=3)
+    assert kept[4:10, 4:10].all() and not kept[24:28, 24:28].any()
+    # the full-size mask (4x) of the same logits: edges differ by a pixel or two
+    full = np.zeros((128, 128), bool)
+    full[15:41, 15:41] = True
+    full[95:113, 95:113] = True
+    out = apply_coarse_cleanup(full, coarse, kept)
+    assert np.array_equal(out[:64, :64], full[:64, :64])  # the object untouched, edges included
+    assert not out[64:, 64:].any()  # the distractor gone
+    # nothing near the previous object: keep everything rather than nothing
+    far = np.zeros_like(prev)
+    far[0, 31] = True
+    assert np.array_equal(drop_distant_blobs(coarse, far, radius=1), coarse)
+    assert apply_coarse_cleanup(full, coarse, coarse) is full
+
+
+def test_mask_threshold_must_be_a_probability():
+    with pytest.raises(InputError, match="threshold"):
+        FinetuneConfig(threshold=1.0).check()
 
 
 def test_plan_order_splits_between_anchors():

@@ -229,13 +229,13 @@ def test_propagation_runs_out_of_gpu_memory_and_continues_from_that_frame(monkey
     monkeypatch.setattr(pr, "prepare_for_inference", lambda n, c, device=None: real_prepare(n, c, "cpu"))
     calls: list = []
 
-    def probs(model, imgs, device, bf16, size):
+    def probs(model, imgs, device, bf16, size, *rest):
         calls.append((device.type, len(imgs)))
         if device == FAKE_GPU:
             if len(calls) == 3:
                 raise cuda_oom()
             device = torch.device("cpu")  # a block that fits: computed as on a GPU
-        return real_probs(model, imgs, device, bf16, size)
+        return real_probs(model, imgs, device, bf16, size, *rest)
 
     monkeypatch.setattr(pr, "_block_probs", probs)
     plan = pr.plan_order(T, [0], block=2)

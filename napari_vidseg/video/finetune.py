@@ -66,6 +66,8 @@ class FinetuneConfig:
             raise InputError(f"fine-tuning mode must be one of {MODES}, got {self.mode!r}")
         if self.loss not in LOSSES:
             raise InputError(f"fine-tuning loss must be one of {LOSSES}, got {self.loss!r}")
+        if not 0 < self.threshold < 1:
+            raise InputError(f"the mask threshold must be between 0 and 1 (exclusive), got {self.threshold}")
         if self.steps < 0 or self.n_aug < 1 or self.batch < 1 or self.input_long_side < 32:
             raise InputError("steps >= 0, n_aug >= 1, batch >= 1 and input_long_side >= 32 are required")
 
