@@ -1,8 +1,9 @@
 """Median time of one interactive click (network + clamping + CRF) on an 854x480 DAVIS frame.
 
-    python scripts/time_click.py [--frame PATH] [--clicks 6] [--no-crf] [--crf-max-side N]
+    python scripts/time_click.py [--frame PATH] [--clicks 6] [--no-crf] [--crf-max-side N] [--crf-iterations N]
 """
 import argparse
+from dataclasses import replace
 import statistics
 import time
 
@@ -21,11 +22,16 @@ ap.add_argument("--mask", default="../shared/data/davis2016/Annotations/480p/bla
 ap.add_argument("--clicks", type=int, default=6)
 ap.add_argument("--no-crf", action="store_true", help="the network and clamping only")
 ap.add_argument("--crf-max-side", type=int, default=None, help="CRF crop scale (default: CRFParams' 320)")
+ap.add_argument("--crf-iterations", type=int, default=None, help="CRF iterations (default: CRFParams' 5)")
 args = ap.parse_args()
 torch.set_num_threads(2)
 img = np.asarray(Image.open(args.frame).convert("RGB"))
 gt = np.asarray(Image.open(args.mask).convert("L")) > 127
-crf = CRFParams() if args.crf_max_side is None else CRFParams(max_side=args.crf_max_side)
+crf = CRFParams()
+if args.crf_max_side is not None:
+    crf = replace(crf, max_side=args.crf_max_side)
+if args.crf_iterations is not None:
+    crf = replace(crf, iterations=args.crf_iterations)
 pred = InteractivePredictor(use_crf=not args.no_crf, crf_params=crf)
 pred.set_image(img)
 inter, prev, times = Interactions(), None, []
@@ -36,5 +42,5 @@ for i in range(args.clicks):
     out = pred.predict(inter, prev_mask=prev)
     times.append((time.perf_counter() - t) * 1000)
     prev = out.mask
-print({"frame": args.frame, "crf": not args.no_crf, "crf_max_side": crf.max_side, "shape": img.shape[:2], "ms_per_click": [round(t) for t in times],
+print({"frame": args.frame, "crf": not args.no_crf, "crf_max_side": crf.max_side, "crf_iterations": crf.iterations, "shape": img.shape[:2], "ms_per_click": [round(t) for t in times],
        "median_ms": round(statistics.median(times)), "iou": round(float((prev & gt).sum() / (prev | gt).sum()), 3)})

@@ -88,12 +88,14 @@ def checkpoint(tmp_path):
 
 def test_ours_with_a_checkpoint(dataset, checkpoint, capsys):
     rc = main(["eval-interactive", str(dataset), "--method", "ours", "--weights", str(checkpoint),
-               "--max-clicks", "2", "--size", "64", "--timing-clicks", "1", "--limit", "2"])
+               "--max-clicks", "2", "--size", "64", "--timing-clicks", "1", "--limit", "2",
+               "--crf-max-side", "200", "--crf-iterations", "3"])
     out = capsys.readouterr().out
     assert rc == 0
     res = last_json(out)
     assert REQUIRED <= set(res)
     assert res["method"] == "ours" and res["n_images"] == 2 and res["crf"] is True
+    assert res["crf_params"]["max_side"] == 200 and res["crf_params"]["iterations"] == 3
     assert len(res["miou_at_clicks"]) == 3 and all(0 <= v <= 1 for v in res["miou_at_clicks"])
     assert 1 <= res["noc90"] <= 2
     assert res["median_ms_per_click"] > 0 and res["median_ms_per_click_854x480"] > 0
@@ -122,6 +124,8 @@ def test_bad_dataset_and_method(tmp_path, dataset, capsys):
     assert "images/" in capsys.readouterr().err
     assert main(["eval-interactive", str(dataset), "--method", "magic"]) == 2
     assert "unknown method" in capsys.readouterr().err
+    assert main(["eval-interactive", str(dataset), "--crf-iterations", "0"]) == 2
+    assert "--crf-iterations" in capsys.readouterr().err
 
 
 def test_perturbed_start_masks_are_deterministic_and_imperfect():

@@ -25,7 +25,7 @@ import statistics
 import sys
 import time
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -162,12 +162,13 @@ class GrabCutSession:
         return mask, (time.perf_counter() - t0) * 1000
 
 
-def build_predictor(weights: str | None, use_crf: bool, size: int):
+def build_predictor(weights: str | None, use_crf: bool, size: int, crf_params=None):
     from ..models.registry import build, select_device
+    from ..segment.crf import CRFParams
     from ..segment.predictor import InteractivePredictor
 
     net = build("interactive", select_device(), path=Path(weights) if weights else None)
-    return InteractivePredictor(net, use_crf=use_crf, input_size=size)
+    return InteractivePredictor(net, use_crf=use_crf, input_size=size, crf_params=crf_params or CRFParams())
 
 
 # -- the robot loop ---------------------------------------------------------
@@ -249,7 +250,7 @@ def _line(i: int, total: int, method: str, r: ImageResult, max_clicks: int, refi
 def evaluate(dataset_dir, methods=("ours",), max_clicks: int | None = None, weights=None,
              use_crf: bool = True, limit: int | None = None, refine: bool = False, seed: int = 0,
              size: int = 320, timing_clicks: int = 5, stop_iou: float | None = None,
-             predictor=None, log=print) -> dict:
+             predictor=None, crf_params=None, log=print) -> dict:
     """Run the benchmark; returns the summary dict (what the last line prints)."""
     methods = list(dict.fromkeys(methods))
     for m in methods:
@@ -261,7 +262,7 @@ def evaluate(dataset_dir, methods=("ours",), max_clicks: int | None = None, weig
         raise InputError("--max-clicks must be at least 1")
     items = list_dataset(Path(dataset_dir), limit)
     if "ours" in methods and predictor is None:
-        predictor = build_predictor(weights, use_crf, size)
+        predictor = build_predictor(weights, use_crf, size, crf_params)
 
     results: dict[str, list[ImageResult]] = {m: [] for m in methods}
     first_sample = None
@@ -292,6 +293,8 @@ def evaluate(dataset_dir, methods=("ours",), max_clicks: int | None = None, weig
         "mode": "refine" if refine else "clicks",
         "dataset": str(dataset_dir),
         "crf": bool(use_crf) if "ours" in methods else None,
+        "crf_params": (asdict(predictor.crf_params) if "ours" in methods and use_crf
+                       and hasattr(predictor, "crf_params") else None),
         "input_size": size if "ours" in methods else None,
         "weights": str(weights) if weights else ("shipped" if "ours" in methods else None),
         "stop_iou": stop_iou,
@@ -325,6 +328,10 @@ def configure(parser) -> None:
     parser.add_argument("--weights", default=None,
                         help="weights file or training checkpoint (default: the shipped weights)")
     parser.add_argument("--no-crf", action="store_true", help="skip the dense CRF in our method")
+    parser.add_argument("--crf-max-side", type=int, default=None,
+                        help="scale the CRF's crop to this long side (default: CRFParams.max_side)")
+    parser.add_argument("--crf-iterations", type=int, default=None,
+                        help="mean-field iterations of the CRF (default: CRFParams.iterations)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N images (by name)")
     parser.add_argument("--refine", action="store_true",
                         help="start from an imperfect copy of the truth and report mIoU at 0, 1, 2, 4 clicks")
@@ -348,12 +355,29 @@ def parse_methods(values) -> list[str]:
     return out
 
 
+def crf_params_of(args):
+    from dataclasses import replace
+
+    from ..segment.crf import CRFParams
+
+    p = CRFParams()
+    if args.crf_max_side is not None:
+        if args.crf_max_side < 16:
+            raise InputError(f"--crf-max-side must be at least 16, got {args.crf_max_side}")
+        p = replace(p, max_side=args.crf_max_side)
+    if args.crf_iterations is not None:
+        if args.crf_iterations < 1:
+            raise InputError(f"--crf-iterations must be at least 1, got {args.crf_iterations}")
+        p = replace(p, iterations=args.crf_iterations)
+    return p
+
+
 def run(args) -> int:
     summary = evaluate(
         args.dataset, parse_methods(args.method), args.max_clicks, args.weights,
         use_crf=not args.no_crf, limit=args.limit, refine=args.refine, seed=args.seed,
         size=args.size, timing_clicks=args.timing_clicks, stop_iou=args.stop_iou,
-        log=lambda s: print(s, flush=True))
+        crf_params=crf_params_of(args), log=lambda s: print(s, flush=True))
     per_image = summary.pop("_per_image")
     if args.json_out:
         Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
