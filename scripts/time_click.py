@@ -3,7 +3,6 @@
     python scripts/time_click.py [--frame PATH] [--clicks 6] [--no-crf] [--crf-max-side N] [--crf-iterations N]
 """
 import argparse
-from dataclasses import replace
 import statistics
 import time
 
@@ -12,7 +11,7 @@ import torch
 from PIL import Image
 
 from napari_vidseg.interactions.robot import next_click
-from napari_vidseg.segment.crf import CRFParams
+from napari_vidseg.eval.interactive import crf_params_of
 from napari_vidseg.segment.predictor import InteractivePredictor
 from napari_vidseg.types import Interactions
 
@@ -27,11 +26,7 @@ args = ap.parse_args()
 torch.set_num_threads(2)
 img = np.asarray(Image.open(args.frame).convert("RGB"))
 gt = np.asarray(Image.open(args.mask).convert("L")) > 127
-crf = CRFParams()
-if args.crf_max_side is not None:
-    crf = replace(crf, max_side=args.crf_max_side)
-if args.crf_iterations is not None:
-    crf = replace(crf, iterations=args.crf_iterations)
+crf = crf_params_of(args)  # the same flags, checks and defaults as eval-interactive
 pred = InteractivePredictor(use_crf=not args.no_crf, crf_params=crf)
 pred.set_image(img)
 inter, prev, times = Interactions(), None, []
