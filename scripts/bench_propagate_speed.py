@@ -50,14 +50,14 @@ def main(argv=None) -> None:
     ap.add_argument("--weights", type=Path, default=None, help="parent weights (default: shipped)")
     ap.add_argument("--sizes", default="448,320,256")
     ap.add_argument("--frames", type=int, default=100)
-    ap.add_argument("--options", default="fused", help="comma list: fused, unfused, bf16")
+    ap.add_argument("--options", default="fused", help="comma list: fused, unfused, bf16, int8")
     args = ap.parse_args(argv)
     video, mask0 = load_clip(args.data, args.resolution, args.sequence, args.frames, args.frame_size)
     net = build("parent", path=args.weights, check=False) if args.weights else build("parent")
     out = []
     for size in [int(s) for s in args.sizes.split(",")]:
         for opt in args.options.split(","):
-            cfg = FinetuneConfig(input_long_side=size, fuse=opt != "unfused", bf16=opt == "bf16")
+            cfg = FinetuneConfig(input_long_side=size, fuse=opt != "unfused", bf16=opt == "bf16", int8=opt == "int8")
             list(propagate(net, video[:9], {0: mask0}, cfg))  # warm-up (oneDNN kernels)
             t0 = time.perf_counter()
             n = sum(1 for r in propagate(net, video, {0: mask0}, cfg) if not r.annotated)

@@ -36,10 +36,10 @@ def wait_until(cond, app, timeout: float) -> bool:
 
 
 def interactive_predictor(checkpoint: Path | None):
-    from napari_vidseg.models.registry import build, weights_dir
+    from napari_vidseg.models.registry import MODELS, build, weights_dir
     from napari_vidseg.segment.predictor import InteractivePredictor
 
-    shipped = weights_dir() / "interactive_v1.pt"
+    shipped = weights_dir() / MODELS["interactive"].filename
     if checkpoint is None and shipped.exists():
         return InteractivePredictor()
     path = checkpoint or ROOT / "checkpoints" / "interactive" / "last.pt"

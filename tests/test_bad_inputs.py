@@ -14,12 +14,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from napari_vidseg.models.registry import MODELS
 from napari_vidseg.types import Click, InputError, Interactions, Stroke
 
 from conftest import encode_index, write_video
 
 H, W, T = 24, 32, 6
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
+INTERACTIVE_FILE = MODELS["interactive"].filename
 
 
 # -- inputs ------------------------------------------------------------------------
@@ -102,14 +104,14 @@ def _layer(kind: str):
 
 def _weights(tmp: Path, how: str) -> Path:
     if how == "missing":
-        return tmp / "nowhere" / "interactive_v1.pt"
+        return tmp / "nowhere" / INTERACTIVE_FILE
     if how == "random":
         p = tmp / "random.pt"
         p.write_bytes(np.random.default_rng(1).integers(0, 256, 4096, dtype=np.uint8).tobytes())
         return p
     if how == "checksum":  # the right name, other content: the registry's checksum must catch it
-        p = tmp / "interactive_v1.pt"
-        src = WEIGHTS / "parent_v1.pt"
+        p = tmp / INTERACTIVE_FILE
+        src = WEIGHTS / MODELS["parent"].filename
         if not src.exists():
             pytest.skip("shipped weights absent")
         shutil.copyfile(src, p)
@@ -241,11 +243,11 @@ CASES = [
     ("labels-layer-as-shapes", lambda tmp: __import__("napari_vidseg._napari.layers", fromlist=["x"]).shapes_to_strokes(
         _layer("labels")), ("error", InputError, ["masks", "Shapes"])),
     ("weights-missing", lambda tmp: _build("interactive", _weights(tmp, "missing")),
-     ("error", "WeightsError", ["not found", "interactive_v1.pt"])),
+     ("error", "WeightsError", ["not found", INTERACTIVE_FILE])),
     ("weights-random-bytes", lambda tmp: _build("interactive", _weights(tmp, "random"), check=False),
      ("error", "WeightsError", ["random.pt", "cannot be read"])),
     ("weights-wrong-checksum", lambda tmp: _build("interactive", _weights(tmp, "checksum")),
-     ("error", "WeightsError", ["checksum", "interactive_v1.pt"])),
+     ("error", "WeightsError", ["checksum", INTERACTIVE_FILE])),
     ("weights-of-another-network", _mismatched, ("error", "WeightsError", ["does not fit", "interactive"])),
     ("unknown-model-name", lambda tmp: _build("nope", None), ("error", "WeightsError", ["nope", "known"])),
     ("gpu-out-of-memory", _gpu_out_of_memory, ("ok", _goes_on_on_the_cpu)),

@@ -3,6 +3,7 @@ tiny synthetic moving-disk video (no data, no shipped weights needed)."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
+from napari_vidseg.models.quantize import int8_supported
 from napari_vidseg.models.vidsegnet import VidSegNet
 from napari_vidseg.types import Progress
 from napari_vidseg.types import InputError
@@ -138,6 +140,30 @@ def test_propagate_both_directions_from_a_middle_frame(tuned):
     assert fwd == sorted(fwd) and bwd == sorted(bwd, reverse=True)
     # Round-robin blocks of 4: forward 6-9, backward 4-1, forward 10-11, backward 0.
     assert order == [5, 6, 7, 8, 9, 4, 3, 2, 1, 10, 11, 0]
+
+
+@pytest.mark.skipif(not int8_supported(), reason="this torch build has no x86 int8 engine")
+def test_int8_propagation_follows_the_float_one(tuned):
+    video, truth, net, before, out, progress, cfg = tuned
+    fp = {r.t: r.mask for r in propagate(out, video, {0: truth[0]}, cfg)}
+    q = {r.t: r.mask for r in propagate(out, video, {0: truth[0]}, replace(cfg, int8=True))}
+    assert sorted(q) == list(range(T))
+    assert np.mean([iou(q[t], fp[t]) for t in range(1, T)]) > 0.9
+    assert np.mean([iou(q[t], truth[t]) for t in range(1, T)]) > 0.7
+
+
+def test_int8_falls_back_to_float_with_a_warning(tuned, monkeypatch):
+    from napari_vidseg.models import quantize
+
+    video, truth, net, before, out, progress, cfg = tuned
+
+    def unavailable(*a, **k):
+        raise quantize.QuantizationUnavailable("no int8 engine (simulated)")
+    monkeypatch.setattr(quantize, "quantize_int8", unavailable)
+    with pytest.warns(RuntimeWarning, match="no int8 engine.*float32"):
+        res = {r.t: r.mask for r in propagate(out, video, {0: truth[0]}, replace(cfg, int8=True))}
+    fp = {r.t: r.mask for r in propagate(out, video, {0: truth[0]}, cfg)}
+    assert all(np.array_equal(res[t], fp[t]) for t in range(T))
 
 
 def test_distant_blob_is_dropped_and_the_full_size_mask_follows():

@@ -16,6 +16,7 @@ import pytest
 
 napari = pytest.importorskip("napari")
 
+from napari_vidseg.models.registry import MODELS  # noqa: E402
 from napari_vidseg.types import InputError, Provenance  # noqa: E402
 
 T, H, W = 8, 48, 64
@@ -385,10 +386,10 @@ def _spy(fn, seen):
     return wrapped
 
 
-REAL_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "interactive_v1.pt"
+REAL_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / MODELS["interactive"].filename
 
 
-@pytest.mark.skipif(not REAL_WEIGHTS.exists(), reason="shipped weights weights/interactive_v1.pt not built yet")
+@pytest.mark.skipif(not REAL_WEIGHTS.exists(), reason=f"shipped weights {REAL_WEIGHTS} not built yet")
 def test_real_predictor_segments_the_sample_clip(make_napari_viewer, qtbot):
     from napari_vidseg._napari.widget import VidSegWidget
     from napari_vidseg.interactions.robot import iou

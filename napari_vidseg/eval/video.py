@@ -42,6 +42,7 @@ def add_common_arguments(parser) -> None:
     parser.add_argument("--no-keep-components", action="store_true",
                         help="keep blobs away from the previous frame's object")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast in propagation")
+    parser.add_argument("--int8", action="store_true", help="int8 copy of the tuned network in CPU propagation")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--json-out", default=None, help="also write the summary (with per-frame J) here")
 
@@ -62,6 +63,7 @@ def make_config(args):
             setattr(cfg, name, v)
     cfg.keep_components = not getattr(args, "no_keep_components", False)
     cfg.bf16 = bool(getattr(args, "bf16", False))
+    cfg.int8 = bool(getattr(args, "int8", False))
     cfg.check()
     return cfg
 

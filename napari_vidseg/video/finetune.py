@@ -56,6 +56,7 @@ class FinetuneConfig:
     batch_infer: int = 8  # frames per forward pass in propagation
     keep_components: bool = True  # propagation: drop blobs that do not touch the previous frame's object
     bf16: bool = False  # propagation: bfloat16 autocast (CPUs with avx512_bf16 / AMX)
+    int8: bool = False  # propagation on a CPU: an int8 copy of the tuned network (models/quantize.py)
     fuse: bool = True  # propagation: fold BatchNorm into convs
     threshold: float = 0.5
     seed: int = 0

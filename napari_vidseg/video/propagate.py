@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Generator, Mapping, Sequence
 
@@ -222,11 +223,15 @@ def propagate(net, source, annotated: Mapping[int, np.ndarray], config: Finetune
     # Dilation radius for the component clean-up: objects move a few % of the frame per frame.
     radius = max(int(0.04 * max(size)), 1)
     use_bf16 = config.bf16 and device.type in ("cpu", "cuda")
+    want_int8 = config.int8 and device.type == "cpu"
     done = set(annotated)
     for block in plan:
         lo, hi = min(block), max(block)
         clip = src.frames(lo, hi + 1)
         imgs = np.stack([resize_rgb(np.asarray(clip[t - lo])[..., :3], size) for t in block])
+        if want_int8:
+            # Calibrated on the first block: the video's own frames at the size that will be run.
+            model, want_int8 = _int8_or_float(net, model, to_tensor(imgs, CPU)), False
         try:
             probs = _block_probs(model, imgs, device, use_bf16, (H, W), config.threshold)
         except Exception as e:
@@ -256,6 +261,18 @@ def propagate(net, source, annotated: Mapping[int, np.ndarray], config: Finetune
         for t in [t for t in masks_done if t not in annotated]:
             if all(u in done or u not in wanted for u in (t - 1, t + 1)):
                 del masks_done[t]
+
+
+def _int8_or_float(net, model, calibration: torch.Tensor):
+    """An int8 copy of `net` for the CPU, or the float `model` (with a
+    warning) when this torch or CPU cannot make one."""
+    from ..models.quantize import QuantizationUnavailable, quantize_int8
+
+    try:
+        return quantize_int8(net, calibration)
+    except QuantizationUnavailable as e:
+        warnings.warn(f"{e}; propagating in float32", RuntimeWarning, stacklevel=3)
+        return model
 
 
 def _block_probs(model, imgs: np.ndarray, device: torch.device, bf16: bool,
