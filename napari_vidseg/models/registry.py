@@ -34,8 +34,8 @@ class ModelSpec:
 
 MODELS: dict[str, ModelSpec] = {
     "interactive": ModelSpec(
-        "interactive", "interactive_v1.pt",
-        "6accd602df236de9e4d4fa5680b6df02c8ea5b65532620e9df6d6d6a7aea59b0",
+        "interactive", "interactive_v2.pt",
+        "b69dcab08734e8c41f709270301112876561a9cd689023ffb11b465bf817af20",
         6, "interactive.md"),
     "parent": ModelSpec(
         "parent", "parent_v1.pt",
