@@ -4,8 +4,10 @@ EfficientNet-Lite was designed to survive int8 quantization (ReLU6, no
 squeeze-excitation), and x86 CPUs with VNNI run int8 convolutions about
 twice as fast as float32 ones. Propagation quantizes the *tuned* network
 once per run (static, post-training: weights per channel, activations per
-tensor from a min/max calibration on the video's own frames), which takes a
-second or two, then runs every frame through it.
+tensor from a min/max calibration on the video's own frames), then runs
+every frame through it. Making the copy costs about 40 s on a 2-core CPU
+(mostly FX tracing in `prepare_fx`), so it pays off only on long videos;
+docs/video.md has the figures. Not the default.
 
 Uses torch's FX graph-mode quantization (`torch.ao.quantization`). When the
 backend is missing or tracing fails, `quantize_int8` raises
@@ -32,8 +34,9 @@ def _qconfig_mapping():
     from torch.ao.quantization import QConfig, QConfigMapping
     from torch.ao.quantization.observer import MinMaxObserver, PerChannelMinMaxObserver
 
-    # Min/max observers: one pass over a few frames is enough, and they cost
-    # next to nothing (the default histogram observers took ~100 s here).
+    # Min/max observers: one pass over a few frames is enough, and they are
+    # cheap (with torch's default histogram observers the set-up took ~100 s
+    # here instead of ~40 s).
     # reduce_range keeps activations in 7 bits, as torch's own x86 default
     # does: its fbgemm kernels can overflow with 8-bit activations on CPUs
     # without VNNI.
