@@ -152,6 +152,29 @@ def test_int8_propagation_follows_the_float_one(tuned):
     assert np.mean([iou(q[t], truth[t]) for t in range(1, T)]) > 0.7
 
 
+@pytest.mark.skipif(not int8_supported(), reason="this torch build has no x86 int8 engine")
+def test_int8_template_is_traced_once_and_takes_each_networks_own_weights(tuned, monkeypatch):
+    """The second tuned network re-uses the first one's traced graph: its int8
+    copy must equal one traced from scratch for it (same weights poured in),
+    and differ from the first network's."""
+    from napari_vidseg.models import quantize
+
+    video, truth, net, before, out, progress, cfg = tuned
+    x = torch.from_numpy(video[:4]).permute(0, 3, 1, 2).float().div(255)
+    monkeypatch.setattr(quantize, "_TEMPLATES", {})
+    first = quantize.quantize_int8(net, x)  # traces; `net` is the untuned parent
+    assert len(quantize._TEMPLATES) == 1
+    template = next(iter(quantize._TEMPLATES.values()))[0]
+    reused = quantize.quantize_int8(out, x)  # the tuned network, through the kept template
+    assert next(iter(quantize._TEMPLATES.values()))[0] is template
+    monkeypatch.setattr(quantize, "_TEMPLATES", {})
+    fresh = quantize.quantize_int8(out, x)  # traced again from scratch for the tuned weights
+    with torch.inference_mode():
+        a, b, c = reused(x), fresh(x), first(x)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
 def test_int8_falls_back_to_float_with_a_warning(tuned, monkeypatch):
     from napari_vidseg.models import quantize
 

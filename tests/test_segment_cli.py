@@ -136,3 +136,22 @@ def test_missing_inputs(tmp_path, capsys):
 def test_sample_clicks_file_ships():
     rows = segment.read_clicks(segment.sample_clicks_path())
     assert rows and any(r.click.positive for r in rows)
+
+
+def test_int8_flag_reaches_propagation(video, tmp_path, monkeypatch):
+    from napari_vidseg.video.session import VideoSession
+
+    seen = []
+    real = VideoSession.propagate
+
+    def spy(self, obj, config=None, *args, **kwargs):
+        seen.append(config)
+        return real(self, obj, config, *args, **kwargs)
+
+    monkeypatch.setattr(VideoSession, "propagate", spy)
+    clicks = write_csv(tmp_path / "c.csv", "frame,x,y,positive\n0,20,24,1\n")
+    out = tmp_path / "out"
+    assert cli.main(["segment", str(video), "--clicks", str(clicks), "--out", str(out), "--int8",
+                     "--steps", "1", "--input-size", "64", "--quiet"]) == 0
+    assert [c.int8 for c in seen] == [True]
+    assert len(masks_of(out)) == T

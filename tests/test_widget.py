@@ -153,6 +153,18 @@ def test_objects_add_rename_delete(widget_on_video, qtbot):
     assert len(w.points_layer.data) == 1
 
 
+def test_propagation_choice_sets_the_tuning_config(widget_on_video):
+    viewer, w = widget_on_video
+    seen = {}
+    for choice in w.quality.choices:
+        w.quality.value = choice
+        cfg = w._config()
+        cfg.check()
+        seen[choice] = (cfg.mode, cfg.int8)
+    assert seen == {"fast (head)": ("head", False), "fast, int8 (CPU)": ("head", True),
+                    "quality (full)": ("full", False)}
+
+
 def test_errors_are_reported_not_raised(widget_on_video, qtbot, monkeypatch):
     viewer, w = widget_on_video
     shown = []
