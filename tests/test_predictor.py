@@ -106,28 +106,55 @@ def test_bad_frame_and_missing_frame(net):
         p.set_image(np.zeros((4, 5, 7), np.uint8))
 
 
-def test_cached_crop_features_give_the_same_answer_as_a_fresh_predictor(net):
-    """The second click reuses the first click's crop and its encoder features;
-    the result must equal what a predictor without any cache computes."""
+@pytest.mark.parametrize("use_crf", [False, True])
+def test_cached_crop_features_give_the_same_answer_as_a_fresh_predictor(net, use_crf):
+    """The second click reuses the first click's crop, its encoder features and
+    (with the CRF) its pairwise set-up; the result must equal what a predictor
+    without any cache computes."""
     h, w = 160, 200
     img = frame(h, w, cx=100, cy=80, r=30)
-    warm = InteractivePredictor(net, use_crf=False, input_size=64)
+    warm = InteractivePredictor(net, use_crf=use_crf, input_size=64)
     warm.set_image(img)
     prev = np.zeros((h, w), bool)
     prev[60:100, 80:120] = True
     first = Interactions([Click(100, 80, True)])
     box1 = warm.predict(first, prev_mask=prev).box
+    crf_after_first = warm._crf_cache.crf
+    assert (crf_after_first is not None) == use_crf
     second = Interactions([Click(100, 80, True), Click(105, 75, False)])
     out = warm.predict(second, prev_mask=prev)
     assert out.box == box1 and warm._early_key[0] == box1  # the crop and its features were kept
-    cold = InteractivePredictor(net, use_crf=False, input_size=64)
+    assert warm._crf_cache.crf is crf_after_first
+    cold = InteractivePredictor(net, use_crf=use_crf, input_size=64)
     cold.set_image(img)
     cold._box = box1  # same crop, nothing cached
     ref = cold.predict(second, prev_mask=prev)
     np.testing.assert_allclose(out.prob, ref.prob, atol=1e-5)
     # A new frame drops the cache.
     warm.set_image(img[::-1].copy())
-    assert warm._early_key is None and warm._box is None
+    assert warm._early_key is None and warm._box is None and warm._crf_cache.crf is None
+
+
+@pytest.mark.parametrize("max_side", [None, 48])
+def test_crf_pairwise_cache_gives_the_fresh_answer_for_every_unary(max_side):
+    from napari_vidseg.segment.crf import CRFParams, PairwiseCache, refine
+
+    img = frame(80, 100, cx=50, cy=40, r=20)
+    params = CRFParams(max_side=max_side)
+    rng = np.random.default_rng(1)
+    probs = [rng.random((80, 100)).astype(np.float32) for _ in range(3)]
+    cache = PairwiseCache()
+    a = refine(img, probs[0], params, cache, key="crop A")
+    built = cache.crf
+    b = refine(img, probs[1], params, cache, key="crop A")
+    assert cache.crf is built  # set-up re-used
+    assert np.array_equal(a, refine(img, probs[0], params))
+    assert np.array_equal(b, refine(img, probs[1], params))
+    assert not np.array_equal(a, b)
+    other = img[::-1].copy()
+    c = refine(other, probs[2], params, cache, key="crop B")
+    assert cache.crf is not built  # a new key, a new image: built again
+    assert np.array_equal(c, refine(other, probs[2], params))
 
 
 def test_crf_on_a_large_crop_runs_scaled_and_follows_the_image_edge():

@@ -16,7 +16,8 @@ Speed (a click should feel live on a 2-core CPU): the network runs as a
 BatchNorm-folded channels_last copy; the crop is kept while the object stays
 inside it, so the frozen RGB-only encoder features (VidSegNet.early_features)
 of that crop are computed once and reused by every later click; the CRF runs
-on the crop scaled to at most CRFParams.max_side.
+on the crop scaled to at most CRFParams.max_side, and its pairwise set-up is
+kept for the next click on the same crop (crf.PairwiseCache).
 
 GPU out of memory: the click is computed again on the CPU, where the network
 then stays (a GPUFallbackWarning says so once; see models/device.py).
@@ -98,6 +99,7 @@ class InteractivePredictor:
         self._box = None  # the last crop, kept while the object stays inside it
         self._early_key = None  # (box, ih, iw) of the cached early features
         self._early = None
+        self._crf_cache = crf_mod.PairwiseCache()  # keyed by the crop's box on this frame
 
     def set_image(self, image: np.ndarray) -> None:
         image = np.asarray(image)
@@ -109,6 +111,7 @@ class InteractivePredictor:
             image = np.clip(image, 0, 255).astype(np.uint8)
         self.image = np.array(image[..., :3], order="C")  # own, writable copy
         self._box, self._early_key, self._early = None, None, None
+        self._crf_cache = crf_mod.PairwiseCache()
 
     # -- the network on one crop -------------------------------------------
     def _net_prob(self, box, inter: Interactions, prev: np.ndarray) -> np.ndarray:
@@ -198,6 +201,7 @@ class InteractivePredictor:
         prob[pos], prob[neg] = 1.0, 0.0
         if self.use_crf:
             y0, y1, x0, x1 = box
-            prob[y0:y1, x0:x1] = crf_mod.refine(self.image[y0:y1, x0:x1], prob[y0:y1, x0:x1], self.crf_params)
+            prob[y0:y1, x0:x1] = crf_mod.refine(self.image[y0:y1, x0:x1], prob[y0:y1, x0:x1], self.crf_params,
+                                                cache=self._crf_cache, key=box)
             prob[pos], prob[neg] = 1.0, 0.0
         return Prediction(prob > 0.5, prob, box)
