@@ -132,7 +132,7 @@ def _weights_error():
 
 
 def _mismatched(tmp):
-    src = WEIGHTS / "parent_v1.pt"
+    src = WEIGHTS / MODELS["parent"].filename
     if not src.exists():
         pytest.skip("shipped weights absent")
     return _build("interactive", src, check=False)  # 3-channel parent loaded into the 6-channel net

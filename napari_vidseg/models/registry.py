@@ -38,8 +38,8 @@ MODELS: dict[str, ModelSpec] = {
         "b69dcab08734e8c41f709270301112876561a9cd689023ffb11b465bf817af20",
         6, "interactive.md"),
     "parent": ModelSpec(
-        "parent", "parent_v1.pt",
-        "fa312bede2f43d5a9a19fdd68d0b1c8d1e8bc33b588346e8426172bf64c26708",
+        "parent", "parent_v2.pt",
+        "27e0252adc243b2b3e425a12370878f20b7b6a132d0cc6142d59a1d6126ff65e",
         3, "parent.md"),
 }
 

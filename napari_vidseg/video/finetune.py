@@ -306,7 +306,7 @@ def _group_by_size(cache, mode) -> dict:
 
 
 def load_parent(device=None) -> VidSegNet:
-    """The shipped parent network (weights/parent_v1.pt), checked and in eval mode."""
+    """The shipped parent network (registry.MODELS["parent"]), checked and in eval mode."""
     from ..models.registry import build
 
     return build("parent", device)
