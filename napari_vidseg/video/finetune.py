@@ -10,11 +10,16 @@ features that are not tuned are computed once:
    its mirror image, then random zoom / shift / mirror / brightness);
 2. the frozen early encoder (VidSegNet.early_features) runs once over all
    copies; in "head" mode the late encoder too, so each step is the decoder
-   alone;
-3. `steps` Adam steps on random batches of cached copies with OSVOS's
-   class-balanced cross-entropy ("balanced") or the repository's BCE +
-   soft-IoU ("seg"). "full" mode tunes the late encoder as well (slower,
-   the quality option).
+   alone; the stride-2 map, which the decoder does not read, is not kept;
+3. `steps` Adam steps on random windows of random batches of cached copies
+   with OSVOS's class-balanced cross-entropy ("balanced") or the repository's
+   BCE + soft-IoU ("seg"). "full" mode tunes the late encoder as well
+   (slower, the quality option).
+
+The optimizer is `LeanAdam`, not torch.optim.Adam: the first torch.optim
+optimizer made in a process imports torch._dynamo, which took 8-20 s on the
+2-core CPU (more than the tuning itself) and pulls in triton (see
+_napari/llvm_guard.py).
 
 BatchNorm statistics stay frozen (batches are copies of one frame). The
 parent is never modified: the tuned network is a copy.
@@ -173,9 +178,44 @@ def loss_fn(name: str):
     return seg_loss
 
 
+# -- optimizer ---------------------------------------------------------------------
+class LeanAdam:
+    """Adam (Kingma and Ba 2015; torch.optim.Adam's update without weight decay
+    or amsgrad) over parameter groups [{"params": [...], "lr": float}].
+
+    Kept here because torch.optim's first use in a process imports torch._dynamo
+    (see the module docstring); the tests check it against torch.optim.Adam."""
+
+    def __init__(self, groups: list[dict], betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+        self.param_groups = [dict(g, params=list(g["params"])) for g in groups]
+        self.betas, self.eps = betas, eps
+        self.state: dict[torch.Tensor, dict] = {}  # per parameter: step, m, v (as torch's)
+
+    def zero_grad(self) -> None:
+        for g in self.param_groups:
+            for p in g["params"]:
+                p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        b1, b2 = self.betas
+        for g in self.param_groups:
+            for p in g["params"]:
+                if p.grad is None:
+                    continue  # as torch: no step, and its step count stays
+                st = self.state.setdefault(p, {"step": 0, "m": torch.zeros_like(p), "v": torch.zeros_like(p)})
+                st["step"] += 1
+                st["m"].lerp_(p.grad, 1 - b1)  # m <- b1 m + (1 - b1) g
+                st["v"].mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)  # v <- b2 v + (1 - b2) g^2
+                c1, c2 = 1 - b1 ** st["step"], math.sqrt(1 - b2 ** st["step"])  # bias corrections
+                denom = (st["v"].sqrt() / c2).add_(self.eps)
+                p.addcdiv_(st["m"], denom, value=-g["lr"] / c1)
+
+
 # -- fine-tuning ------------------------------------------------------------------
 def _logits_from_features(net: VidSegNet, early, late, size) -> torch.Tensor:
-    logits = net.decoder([*early, *late], None)
+    """early: the cached [f4, f8, f16] (no stride-2 map: the decoder does not read it)."""
+    logits = net.decoder([None, *early, *late], None)
     return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
 
 
@@ -220,7 +260,7 @@ def _finetune_on(parent: VidSegNet, pairs, config: FinetuneConfig,
             x = to_tensor(imgs[i:i + 8], device)
             with torch.no_grad():
                 early = net.early_features(x)
-                cache["early"].append(early)
+                cache["early"].append(early[1:])  # f2 is not used by the decoder
                 if config.mode == "head":
                     cache["late"].append(net.encoder.late(early[-1]))
             cache["y"].append(torch.from_numpy(ms[i:i + 8, None]).to(device))
@@ -241,7 +281,7 @@ def _finetune_on(parent: VidSegNet, pairs, config: FinetuneConfig,
     for g in groups_lr:
         for p in g["params"]:
             p.requires_grad_(True)
-    opt = torch.optim.Adam(groups_lr)
+    opt = LeanAdam(groups_lr)
     base = [g["lr"] for g in groups_lr]
     criterion = loss_fn(config.loss)
     for step in range(config.steps):
@@ -252,15 +292,17 @@ def _finetune_on(parent: VidSegNet, pairs, config: FinetuneConfig,
         grp = groups[key]
         n = grp["y"].shape[0]
         idx = torch.from_numpy(rng.choice(n, size=min(config.batch, n), replace=False)).to(device)
-        early, y = [t[idx] for t in grp["early"]], grp["y"][idx]
-        late_f = [t[idx] for t in grp["late"]] if config.mode == "head" else None
-        if config.crop < 1.0:
+        early, y = grp["early"], grp["y"]
+        late_f = grp["late"] if config.mode == "head" else None
+        if config.crop < 1.0:  # the window first (views), so only it is gathered
             early, late_f, y = _random_crop(early, late_f, y, config.crop, rng)
+        early, y = [t.index_select(0, idx) for t in early], y.index_select(0, idx)
+        late_f = [t.index_select(0, idx) for t in late_f] if late_f is not None else None
         if late_f is None:
             late_f = net.encoder.late(early[-1])
         logits = _logits_from_features(net, early, late_f, y.shape[-2:])
         loss = criterion(logits, y)
-        opt.zero_grad(set_to_none=True)
+        opt.zero_grad()
         loss.backward()
         opt.step()
         yield Progress("finetune", step + 1, config.steps, message=f"loss {loss.item():.3f}")
