@@ -34,8 +34,8 @@ class ModelSpec:
 
 MODELS: dict[str, ModelSpec] = {
     "interactive": ModelSpec(
-        "interactive", "interactive_v2.pt",
-        "b69dcab08734e8c41f709270301112876561a9cd689023ffb11b465bf817af20",
+        "interactive", "interactive_v3.pt",
+        "42c01fc00f7766bea9e37318d2202e56a6f4bf9d1488a5b366303ce679c9d8d0",
         6, "interactive.md"),
     "parent": ModelSpec(
         "parent", "parent_v2.pt",
