@@ -132,7 +132,7 @@ def test_lean_adam_takes_torch_adams_steps():
 
 
 def test_finetuning_does_not_import_torch_dynamo():
-    """torch.optim's first optimizer imports torch._dynamo (8-20 s on the 2-core CPU, and
+    """torch.optim's first optimizer imports torch._dynamo (15-25 s on the 2-core CPU, and
     triton with it); fine-tuning must not pay that."""
     code = (
         "import sys, numpy as np\n"

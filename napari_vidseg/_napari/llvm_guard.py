@@ -6,8 +6,10 @@ canvas.  triton's ``libtriton.so`` carries its own copy of LLVM, and loading it
 next to the system one crashes the process (a segmentation fault in LLVM's
 start-up code), on any thread.  torch imports triton lazily: the first optimizer
 made in a process imports ``torch._dynamo``, which asks whether triton is
-installed by importing it.  So the first propagation (the fine-tuning makes an
-Adam optimizer) took the whole viewer down.
+installed by importing it.  So the first propagation (the fine-tuning made a
+torch.optim.Adam) took the whole viewer down.  Fine-tuning now uses its own
+Adam (video/finetune.py LeanAdam) and imports neither, but any other torch
+path that reaches torch._dynamo would, so the guard stays.
 
 This package never uses ``torch.compile`` (the only user of triton), and a
 process that has the system LLVM loaded cannot load triton anyway, so in that

@@ -159,7 +159,7 @@ def _hook(session, widget) -> None:
     def propagate_verb(fn):
         @functools.wraps(fn)
         def wrapper(obj, *args, **kwargs):
-            keep_triton_out()  # the fine-tuning's optimizer would import triton (see llvm_guard)
+            keep_triton_out()  # anything that imports torch._dynamo would import triton (see llvm_guard)
             gen = fn(obj, *args, **kwargs)
             if jobs.in_widget_call():
                 return gen

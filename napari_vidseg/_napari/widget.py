@@ -863,7 +863,7 @@ class VidSegWidget(Container):
         from napari.qt.threading import create_worker
 
         self._cancel.clear()
-        keep_triton_out()  # the fine-tuning's optimizer would import triton (see llvm_guard)
+        keep_triton_out()  # anything that imports torch._dynamo would import triton (see llvm_guard)
         worker = create_worker(_guarded_gen, gen_fn, *args, _start_thread=False)
         self._long_id += 1
         job = self._long_id

@@ -17,8 +17,8 @@ features that are not tuned are computed once:
    (slower, the quality option).
 
 The optimizer is `LeanAdam`, not torch.optim.Adam: the first torch.optim
-optimizer made in a process imports torch._dynamo, which took 8-20 s on the
-2-core CPU (more than the tuning itself) and pulls in triton (see
+optimizer made in a process imports torch._dynamo, which took 15-25 s on the
+2-core CPU (up to a quarter of the whole tuning) and pulls in triton (see
 _napari/llvm_guard.py).
 
 BatchNorm statistics stay frozen (batches are copies of one frame). The
