@@ -12,9 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
 DAVIS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "davis2016"
 
 
@@ -28,22 +25,23 @@ def main(argv=None) -> int:
 
     import torch
 
+    from napari_vidseg.eval.davis import open_sequence, read_mask
     from napari_vidseg.video.finetune import FinetuneConfig, finetune, load_parent
 
     torch.set_num_threads(args.threads)
-    frame = np.asarray(Image.open(args.davis / "JPEGImages/480p" / args.sequence / "00000.jpg").convert("RGB"))
-    mask = np.asarray(Image.open(args.davis / "Annotations/480p" / args.sequence / "00000.png")) > 0
+    seq = open_sequence(args.davis, args.sequence)  # frame 0 and its mask, read as eval-video reads them
+    frame, mask = seq.source().frame(0), read_mask(seq.mask_files()[0])
     parent = load_parent("cpu")
     t0 = time.perf_counter()
-    first_step = None
+    first_step = None  # when the first step is done
     for prog in finetune(parent, [frame], [mask], FinetuneConfig(steps=args.steps)):
         if prog.stage == "finetune" and first_step is None:
             first_step = time.perf_counter()
-    total = time.perf_counter() - t0
-    steps_s = total - (first_step - t0) if first_step else 0.0
+    end = time.perf_counter()
+    first_step = first_step or end
     print(f"{args.sequence} {frame.shape[1]}x{frame.shape[0]}, {args.steps} steps, {args.threads} threads: "
-          f"total {total:.1f} s (features and first step {total - steps_s:.1f} s, "
-          f"then {1e3 * steps_s / max(args.steps - 1, 1):.0f} ms a step); "
+          f"total {end - t0:.1f} s (features and first step {first_step - t0:.1f} s, "
+          f"then {1e3 * (end - first_step) / max(args.steps - 1, 1):.0f} ms a step); "
           f"torch._dynamo imported: {'torch._dynamo' in sys.modules}")
     return 0
 
