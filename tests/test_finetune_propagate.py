@@ -330,7 +330,8 @@ def test_eval_video_command_on_a_tiny_davis_folder(tmp_path):
     weights = tmp_path / "parent_tiny.pt"
     save_weights(random_net(), weights)
     cmd = [sys.executable, "-m", "napari_vidseg.cli", "eval-video", str(root), "--init", "mask",
-           "--weights-parent", str(weights), "--steps", "3", "--n-aug", "2", "--input-long-side", "64"]
+           "--weights-parent", str(weights), "--steps", "3", "--n-aug", "2", "--batch", "2",
+           "--input-long-side", "64", "--save-probs", str(tmp_path / "probs")]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
     assert out.returncode == 0, out.stderr[-2000:]
@@ -341,3 +342,9 @@ def test_eval_video_command_on_a_tiny_davis_folder(tmp_path):
     assert last["init"] == "mask"
     assert 0.0 <= last["j_mean"] <= 1.0 and 0.0 <= last["f_mean"] <= 1.0
     assert last["propagate_fps"] > 0
+    assert last["config"]["batch"] == 2
+    # --save-probs: every frame's probability at the network's size, frame 0 the annotated mask.
+    probs = np.load(tmp_path / "probs" / "diskA.npz")["prob"]
+    assert probs.shape[0] == 6 and max(probs.shape[1:]) == 64
+    assert probs.dtype == np.float16 and 0.0 <= probs.min() and probs.max() <= 1.0
+    assert set(np.unique(probs[0])) <= {0.0, 1.0} and probs[0].any()

@@ -37,6 +37,7 @@ def add_common_arguments(parser) -> None:
     parser.add_argument("--steps", type=int, default=None, help="fine-tuning steps")
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--n-aug", type=int, default=None, help="augmented copies of each annotated frame")
+    parser.add_argument("--batch", type=int, default=None, help="fine-tuning batch (augmented copies per step)")
     parser.add_argument("--loss", choices=("balanced", "seg"), default=None)
     parser.add_argument("--input-long-side", type=int, default=None, help="network input size (long side)")
     parser.add_argument("--no-keep-components", action="store_true",
@@ -51,13 +52,16 @@ def configure(parser) -> None:
     add_common_arguments(parser)
     parser.add_argument("--init", default="mask", help="mask (the true first mask) or clicks:N (robot clicks)")
     parser.add_argument("--no-crf", action="store_true", help="no dense CRF in the click initialisation")
+    parser.add_argument("--save-probs", default=None, metavar="DIR",
+                        help="also write each sequence's probabilities at the network's size to DIR/<seq>.npz "
+                             "(for studying post-processing without running the network again)")
 
 
 def make_config(args):
     from ..video.finetune import FinetuneConfig
 
     cfg = FinetuneConfig()
-    for name in ("mode", "steps", "lr", "n_aug", "loss", "input_long_side"):
+    for name in ("mode", "steps", "lr", "n_aug", "batch", "loss", "input_long_side"):
         v = getattr(args, name, None)
         if v is not None:
             setattr(cfg, name, v)
@@ -115,9 +119,11 @@ def clicks_init(predictor, frame: np.ndarray, truth: np.ndarray, n_clicks: int) 
     return mask
 
 
-def run_sequence(parent, seq, cfg, init_mask: np.ndarray, annotated_extra: dict | None = None):
+def run_sequence(parent, seq, cfg, init_mask: np.ndarray, annotated_extra: dict | None = None,
+                 probs: dict | None = None):
     """Fine-tune on frame 0 (+ extra annotated frames), propagate; returns
-    (masks {t: mask}, confidence {t: c}, finetune seconds, propagate seconds, frames predicted)."""
+    (masks {t: mask}, confidence {t: c}, finetune seconds, propagate seconds, frames predicted).
+    `probs`, when given, is filled with {t: probability at the network's size}."""
     from ..progress import drain
     from ..video.finetune import finetune
     from ..video.propagate import propagate
@@ -133,9 +139,17 @@ def run_sequence(parent, seq, cfg, init_mask: np.ndarray, annotated_extra: dict 
     for r in propagate(tuned, source, annotated, cfg):
         masks[r.t] = r.mask
         conf[r.t] = r.confidence
+        if probs is not None:
+            probs[r.t] = r.prob
         n_pred += not r.annotated
     prop = time.perf_counter() - t0
     return masks, conf, ft, prop, n_pred
+
+
+def save_probs(path: Path, probs: dict) -> None:
+    """(T, h, w) float16 probabilities in frame order; frame 0 is the annotated mask."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, prob=np.stack([probs[t] for t in sorted(probs)]).astype(np.float16))
 
 
 def machine() -> dict:
@@ -181,7 +195,10 @@ def run(args) -> int:
         else:
             init = clicks_init(predictor, seq.source().frame(0), truth[0], n_clicks)
         init_iou = float(np.count_nonzero(init & truth[0]) / max(np.count_nonzero(init | truth[0]), 1))
-        masks, conf, ft, prop, n_pred = run_sequence(parent, seq, cfg, init)
+        probs = {} if args.save_probs else None
+        masks, conf, ft, prop, n_pred = run_sequence(parent, seq, cfg, init, probs=probs)
+        if probs is not None:
+            save_probs(Path(args.save_probs) / f"{name}.npz", probs)
         s = score_sequence(masks, truth)
         per_seq[name] = {"j": round(s["j"], 4), "f": round(s["f"], 4)}
         details[name] = {"init_iou": round(init_iou, 4), "finetune_s": round(ft, 2),
