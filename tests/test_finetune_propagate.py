@@ -253,6 +253,28 @@ def test_distant_blob_is_dropped_and_the_full_size_mask_follows():
     assert apply_coarse_cleanup(full, coarse, coarse) is full
 
 
+def test_clean_frame_cuts_what_is_out_of_reach_of_the_previous_object():
+    from napari_vidseg.video.propagate import clean_frame
+
+    prev = np.zeros((32, 32), bool)
+    prev[8:14, 8:14] = True  # the object in the frame before
+    coarse = np.zeros_like(prev)
+    coarse[8:14, 9:15] = True  # moved by a pixel ...
+    coarse[10:12, 15:30] = True  # ... with an arm that leaks far to the right (one blob)
+    full = np.repeat(np.repeat(coarse, 4, 0), 4, 1)  # the same mask at 4x
+    out_full, out_coarse = clean_frame(coarse, full, prev, reach=4, blob_radius=3)
+    assert out_coarse[8:14, 9:15].all() and out_coarse[10:12, 15:18].all()  # the object and 4 px of arm stay
+    assert not out_coarse[:, 18:].any()  # the rest of the arm is gone: it is one blob, so blobs alone keep it
+    assert np.array_equal(out_full, np.repeat(np.repeat(out_coarse, 4, 0), 4, 1))
+    kept_full, kept_coarse = clean_frame(coarse, full, prev, reach=0, blob_radius=3)
+    assert np.array_equal(kept_coarse, coarse) and np.array_equal(kept_full, full)
+    # an object lost in the frame before is not held against this one
+    lost_full, lost_coarse = clean_frame(coarse, full, np.zeros_like(prev), reach=4, blob_radius=3)
+    assert np.array_equal(lost_coarse, coarse) and np.array_equal(lost_full, full)
+    with pytest.raises(InputError, match="reach"):
+        FinetuneConfig(reach=1.5).check()
+
+
 def test_mask_threshold_must_be_a_probability():
     with pytest.raises(InputError, match="threshold"):
         FinetuneConfig(threshold=1.0).check()

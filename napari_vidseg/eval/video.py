@@ -42,6 +42,10 @@ def add_common_arguments(parser) -> None:
     parser.add_argument("--input-long-side", type=int, default=None, help="network input size (long side)")
     parser.add_argument("--no-keep-components", action="store_true",
                         help="keep blobs away from the previous frame's object")
+    parser.add_argument("--threshold", type=float, default=None, help="mask threshold on the probability")
+    parser.add_argument("--reach", type=float, default=None,
+                        help="propagation: pixels farther than this fraction of the long side from the previous "
+                             "frame's object are background (0: off)")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast in propagation")
     parser.add_argument("--int8", action="store_true", help="int8 copy of the tuned network in CPU propagation")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
@@ -61,7 +65,7 @@ def make_config(args):
     from ..video.finetune import FinetuneConfig
 
     cfg = FinetuneConfig()
-    for name in ("mode", "steps", "lr", "n_aug", "batch", "loss", "input_long_side"):
+    for name in ("mode", "steps", "lr", "n_aug", "batch", "loss", "input_long_side", "threshold", "reach"):
         v = getattr(args, name, None)
         if v is not None:
             setattr(cfg, name, v)

@@ -11,9 +11,11 @@ pass per block), so the frames next to the user's annotations are ready
 first and the results are usable while propagation continues.
 
 Each frame is predicted independently by the network tuned on all annotated
-frames; the only temporal link is an optional clean-up (`keep_components`):
-blobs that do not come near the object of the frame before it in the run
-are dropped, which removes distractors that appear away from the object.
+frames; the only temporal link is the clean-up against the object of the
+frame before it in the run (`clean_frame`): pixels farther from it than
+`reach` are background, and blobs that do not come near it are dropped
+(`keep_components`), which removes distractors that appear away from the
+object.
 
 Per-frame work outside the network is kept at the network's resolution: the
 full-resolution output is only the thresholded, upsampled logits (no
@@ -44,7 +46,7 @@ from ..models.device import CPU, announce_cpu_fallback, is_gpu_oom
 from ..types import InputError
 from .finetune import FinetuneConfig, input_size, load_parent, resize_mask, resize_rgb, to_tensor
 
-__all__ = ["FrameResult", "propagate", "plan_order", "prepare_for_inference", "load_parent"]
+__all__ = ["FrameResult", "propagate", "plan_order", "prepare_for_inference", "load_parent", "clean_frame"]
 
 
 @dataclass
@@ -152,6 +154,12 @@ def confidence_of(prob: np.ndarray, threshold: float = 0.5) -> float:
     return float(np.abs(2 * region.astype(np.float32) - 1).mean())
 
 
+def near_mask(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Pixels within `radius` (a square's half side) of `mask`. maximum_filter
+    with a square footprint runs as two 1-D passes: cheap."""
+    return ndimage.maximum_filter(mask.astype(np.uint8), size=2 * radius + 1) > 0
+
+
 def drop_distant_blobs(mask: np.ndarray, prev: np.ndarray | None, radius: int) -> np.ndarray:
     """The connected components of `mask` that come within `radius` pixels of
     `prev` (both bool, same size); `mask` itself when there is no previous
@@ -161,8 +169,7 @@ def drop_distant_blobs(mask: np.ndarray, prev: np.ndarray | None, radius: int) -
     labels, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
     if n <= 1:
         return mask
-    # maximum_filter with a square footprint runs as two 1-D passes: cheap.
-    near = ndimage.maximum_filter(prev.astype(np.uint8), size=2 * radius + 1) > 0
+    near = near_mask(prev, radius)
     keep = np.unique(labels[near & (labels > 0)])
     if len(keep) == 0:
         return mask
@@ -180,11 +187,36 @@ def apply_coarse_cleanup(full: np.ndarray, coarse: np.ndarray, kept: np.ndarray)
         return full
     grow = np.ones((3, 3), bool)
     allowed = ndimage.binary_dilation(kept, grow) | ~ndimage.binary_dilation(removed, grow)
-    H, W = full.shape
-    h, w = coarse.shape
+    return full & upsample_nearest(allowed, full.shape)
+
+
+def upsample_nearest(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A coarse (h, w) mask seen at (H, W): each pixel takes its coarse pixel's value."""
+    (H, W), (h, w) = size, mask.shape
     rows = np.minimum(((np.arange(H) + 0.5) * h / H).astype(np.intp), h - 1)
     cols = np.minimum(((np.arange(W) + 0.5) * w / W).astype(np.intp), w - 1)
-    return full & allowed[rows[:, None], cols[None, :]]
+    return mask[rows[:, None], cols[None, :]]
+
+
+def clean_frame(coarse: np.ndarray, full: np.ndarray, prev: np.ndarray | None, reach: int,
+                blob_radius: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """One propagated frame's masks after the temporal clean-up: (full-size
+    mask, coarse mask) from the thresholded network output at its own size
+    (`coarse`) and at the frame's (`full`), given the coarse mask of the frame
+    before it in the run (`prev`, None when there is none).
+
+    reach: pixels farther than this (coarse pixels; 0: off) from `prev` are
+    background. blob_radius: blobs that come no nearer than this to `prev`
+    are dropped (None: off). Both are skipped when `prev` is empty, so an
+    object that was lost can come back."""
+    if prev is not None and prev.any() and reach > 0:
+        near = near_mask(prev, reach)
+        coarse, full = coarse & near, full & upsample_nearest(near, full.shape)
+    if blob_radius is not None:
+        kept = drop_distant_blobs(coarse, prev, blob_radius)
+        full = apply_coarse_cleanup(full, coarse, kept)
+        coarse = kept
+    return full, coarse
 
 
 def _autocast(device: torch.device, enabled: bool):
@@ -221,7 +253,8 @@ def propagate(net, source, annotated: Mapping[int, np.ndarray], config: Finetune
         if t in wanted:
             yield FrameResult(t, m, masks_done[t].astype(np.float16), 1.0, annotated=True)
     # Dilation radius for the component clean-up: objects move a few % of the frame per frame.
-    radius = max(int(0.04 * max(size)), 1)
+    radius = max(int(0.04 * max(size)), 1) if config.keep_components else None
+    reach = int(round(config.reach * max(size)))
     use_bf16 = config.bf16 and device.type in ("cpu", "cuda")
     want_int8 = config.int8 and device.type == "cpu"
     done = set(annotated)
@@ -247,14 +280,9 @@ def propagate(net, source, annotated: Mapping[int, np.ndarray], config: Finetune
             probs = _block_probs(model, imgs, device, use_bf16, (H, W), config.threshold)
         small, full = probs
         for i, t in enumerate(block):
-            coarse = small[i] > config.threshold
-            mask, kept = full[i], coarse
-            if config.keep_components:
-                # The neighbour closer to the anchor was done before (same run, earlier block or index).
-                prev = masks_done.get(t - 1 if _forward(t, annotated) else t + 1)
-                kept = drop_distant_blobs(coarse, prev, radius)
-                mask = apply_coarse_cleanup(mask, coarse, kept)
-            masks_done[t] = kept
+            # The neighbour closer to the anchor was done before (same run, earlier block or index).
+            prev = masks_done.get(t - 1 if _forward(t, annotated) else t + 1)
+            mask, masks_done[t] = clean_frame(small[i] > config.threshold, full[i], prev, reach, radius)
             yield FrameResult(t, mask, small[i].astype(np.float16), confidence_of(small[i], config.threshold))
         # A mask is kept only while a neighbour still waits for it as its "previous" mask.
         done.update(block)

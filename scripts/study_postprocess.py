@@ -1,0 +1,116 @@
+"""Compare ways of turning propagated probabilities into masks, without
+running the network again.
+
+    napari-vidseg eval-video DAVIS_ROOT ... --save-probs DIR
+    python scripts/study_postprocess.py DAVIS_ROOT DIR [--resolution 480p]
+
+For every sequence saved in DIR (DIR/<seq>.npz from `eval-video
+--save-probs`: frame 0 is the annotated mask, the others the tuned network's
+probabilities at its input size) each variant below makes the full-size masks
+frame by frame, forward from frame 0, as propagation does (logits upsampled
+bilinearly, then thresholded, then `clean_frame`); J is scored DAVIS's way.
+The variant marked "(default)" is what `propagate` does by default, so its J
+should match eval-video's own figure for the same run (up to float16 rounding
+of the saved probabilities); "before" is the default until session 7.
+Prints a table of J per sequence and the mean, best first.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from napari_vidseg.eval.davis import j_score, open_sequence, scored_frames
+from napari_vidseg.video.propagate import clean_frame
+
+
+def upsample_logits(prob: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    p = torch.from_numpy(np.clip(prob.astype(np.float32), 1e-4, 1 - 1e-4))
+    logit = torch.log(p / (1 - p))[None, None]
+    return F.interpolate(logit, size=size, mode="bilinear", align_corners=False)[0, 0].numpy()
+
+
+def run_variant(probs: np.ndarray, size: tuple[int, int], threshold=0.5, reach=0.0, blobs=0.04,
+                ema=0.0) -> dict[int, np.ndarray]:
+    """Full-size masks {t: bool} for frames 1.. of one sequence, through the
+    library's clean_frame as in propagate.
+
+    threshold: on the probability; reach: FinetuneConfig.reach (fraction of
+    the long side; 0 off); blobs: drop_distant_blobs' radius as a fraction of
+    the long side (None: off); ema: weight of the previous frame's (smoothed)
+    probability (not in the library: a candidate)."""
+    h, w = probs.shape[1:]
+    blob_radius = None if blobs is None else max(int(blobs * max(h, w)), 1)
+    reach_px = int(round(reach * max(h, w)))
+    prev = probs[0] > 0.5
+    smooth = probs[0].astype(np.float32)
+    out = {}
+    cut = float(np.log(threshold / (1 - threshold)))
+    for t in range(1, len(probs)):
+        p = probs[t].astype(np.float32)
+        if ema > 0:
+            p = (1 - ema) * p + ema * smooth
+            smooth = p
+        out[t], prev = clean_frame(p > threshold, upsample_logits(p, size) > cut, prev, reach_px, blob_radius)
+    return out
+
+
+VARIANTS = {
+    "before (t 0.5, blobs 0.04)": {},
+    "no clean-up (t 0.5)": {"blobs": None},
+    "t 0.2": {"threshold": 0.2},
+    "t 0.3": {"threshold": 0.3},
+    "t 0.4": {"threshold": 0.4},
+    "t 0.6": {"threshold": 0.6},
+    "blobs 0.02": {"blobs": 0.02},
+    "blobs 0.08": {"blobs": 0.08},
+    "ema 0.3": {"ema": 0.3},
+    "ema 0.5": {"ema": 0.5},
+    "reach 0.05": {"reach": 0.05},
+    "reach 0.08": {"reach": 0.08},
+    "reach 0.15": {"reach": 0.15},
+    "t 0.3 + reach 0.05": {"threshold": 0.3, "reach": 0.05},
+    "t 0.3 + reach 0.08 (default)": {"threshold": 0.3, "reach": 0.08},
+    "t 0.3 + reach 0.12": {"threshold": 0.3, "reach": 0.12},
+    "t 0.4 + reach 0.08": {"threshold": 0.4, "reach": 0.08},
+    "t 0.3 + reach 0.08, no blobs": {"threshold": 0.3, "reach": 0.08, "blobs": None},
+}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("davis_root", type=Path)
+    ap.add_argument("probs_dir", type=Path)
+    ap.add_argument("--resolution", default="480p")
+    ap.add_argument("--only", default=None, help="comma list of variant names (default: all)")
+    args = ap.parse_args(argv)
+    files = sorted(args.probs_dir.glob("*.npz"))
+    if not files:
+        sys.exit(f"no <seq>.npz in {args.probs_dir}: run eval-video with --save-probs first")
+    variants = VARIANTS if not args.only else {k: VARIANTS[k] for k in args.only.split(",")}
+    table: dict[str, dict[str, float]] = {v: {} for v in variants}
+    for f in files:
+        seq = open_sequence(args.davis_root, f.stem, args.resolution)
+        truth = seq.masks()
+        probs = np.load(f)["prob"]
+        if len(probs) != len(truth):
+            sys.exit(f"{f}: {len(probs)} frames saved, {len(truth)} annotations")
+        for name, kw in variants.items():
+            masks = run_variant(probs, truth.shape[1:], **kw)
+            table[name][f.stem] = float(np.mean([j_score(masks[t], truth[t]) for t in scored_frames(len(truth))]))
+        print(f"{f.stem} done", file=sys.stderr, flush=True)
+    seqs = [f.stem for f in files]
+    print(f"{'variant':32s} {'J mean':>7s}  " + " ".join(f"{s[:10]:>10s}" for s in seqs))
+    for name in sorted(table, key=lambda v: -np.mean(list(table[v].values()))):
+        row = table[name]
+        print(f"{name:32s} {100 * np.mean(list(row.values())):7.1f}  "
+              + " ".join(f"{100 * row[s]:10.1f}" for s in seqs))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
