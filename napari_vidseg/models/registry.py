@@ -34,8 +34,8 @@ class ModelSpec:
 
 MODELS: dict[str, ModelSpec] = {
     "interactive": ModelSpec(
-        "interactive", "interactive_v3.pt",
-        "42c01fc00f7766bea9e37318d2202e56a6f4bf9d1488a5b366303ce679c9d8d0",
+        "interactive", "interactive_v4.pt",
+        "4a4b30732f0238c8916182e2930f57bacf2304b49ebb3db373f66f6fe2d17cb0",
         6, "interactive.md"),
     "parent": ModelSpec(
         "parent", "parent_v2.pt",
