@@ -205,13 +205,17 @@ def test_propagate_fills_every_frame_worst_jumps_export_sticker(widget_on_video,
         assert w.session.masks.provenance(1, t) is Provenance.PROPAGATED
         stored = w.session.masks.get(1, t)
         np.testing.assert_array_equal(w.labels_layer.data[t] == 1, stored)
-    # A random-init network may predict empty frames; force some foreground everywhere so the
-    # sticker has content (what is tested below is the wiring, not the model).
+    # A random-init network may predict an empty frame, or one that fills a box (the clean-up's
+    # reach cuts an all-object prediction to a box around the previous mask), and a box can be
+    # the whole sticker crop. Give those frames a small L-shaped object, so that every sticker frame
+    # has both content and background (what is tested below is the wiring, not the model).
     for t in range(1, T):
         m = w.session.masks.get(1, t)
-        if not m.any():
-            m = m.copy()
+        ys, xs = np.nonzero(m)
+        if not m.any() or m.sum() == (np.ptp(ys) + 1) * (np.ptp(xs) + 1):
+            m = np.zeros_like(m)
             m[20:28, 20:28] = True
+            m[20:24, 28:32] = True
             w.session.masks.set(1, t, m, Provenance.PROPAGATED, 0.1)
     w.refresh_worst_frames()
     wait_idle(qtbot, w)
