@@ -86,12 +86,16 @@ def main(argv=None) -> int:
     ap.add_argument("davis_root", type=Path)
     ap.add_argument("probs_dir", type=Path)
     ap.add_argument("--resolution", default="480p")
-    ap.add_argument("--only", default=None, help="comma list of variant names (default: all)")
+    ap.add_argument("--only", default=None, help="variant names separated by ';' (default: all)")
     args = ap.parse_args(argv)
     files = sorted(args.probs_dir.glob("*.npz"))
     if not files:
         sys.exit(f"no <seq>.npz in {args.probs_dir}: run eval-video with --save-probs first")
-    variants = VARIANTS if not args.only else {k: VARIANTS[k] for k in args.only.split(",")}
+    names = list(VARIANTS) if not args.only else [k.strip() for k in args.only.split(";")]
+    unknown = [k for k in names if k not in VARIANTS]
+    if unknown:
+        sys.exit(f"unknown variant(s) {unknown}; known: {list(VARIANTS)}")
+    variants = {k: VARIANTS[k] for k in names}
     table: dict[str, dict[str, float]] = {v: {} for v in variants}
     for f in files:
         seq = open_sequence(args.davis_root, f.stem, args.resolution)
