@@ -75,6 +75,15 @@ def test_marked_pixels():
     assert not pos3.any() and not neg3.any()
 
 
+
+@pytest.mark.parametrize("x,y,radius", [(0, 0, 2), (63.4, 47.4, 2), (-0.4, 20.6, 2.5), (31.7, 0.2, 4), (5.5, 5.5, 0.5)])
+def test_click_disk_is_every_pixel_within_the_radius(x, y, radius):
+    """The disk is computed in a window around the click; it must be exactly
+    the pixels within `radius` of it, at the frame's edges too."""
+    pos, _ = marked_pixels(Interactions([Click(x, y, True)]), H, W, radius=radius)
+    yy, xx = np.mgrid[:H, :W]
+    np.testing.assert_array_equal(pos, (xx - x) ** 2 + (yy - y) ** 2 <= radius * radius)
+
 finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
 # Clicks: any finite number (near the frame most of the time). Stroke vertices
 # stay within a few frame sizes: a stroke is drawn pixel by pixel, so its cost

@@ -119,7 +119,7 @@ def test_cached_crop_features_give_the_same_answer_as_a_fresh_predictor(net, use
     prev[60:100, 80:120] = True
     first = Interactions([Click(100, 80, True)])
     box1 = warm.predict(first, prev_mask=prev).box
-    crf_after_first = warm._crf_cache.crf
+    crf_after_first, crf_box1 = warm._crf_cache.crf, warm._crf_box
     assert (crf_after_first is not None) == use_crf
     second = Interactions([Click(100, 80, True), Click(105, 75, False)])
     out = warm.predict(second, prev_mask=prev)
@@ -127,12 +127,54 @@ def test_cached_crop_features_give_the_same_answer_as_a_fresh_predictor(net, use
     assert warm._crf_cache.crf is crf_after_first
     cold = InteractivePredictor(net, use_crf=use_crf, input_size=64)
     cold.set_image(img)
-    cold._box = box1  # same crop, nothing cached
+    cold._box, cold._crf_box = box1, crf_box1  # same crop and CRF region, nothing cached
     ref = cold.predict(second, prev_mask=prev)
     np.testing.assert_allclose(out.prob, ref.prob, atol=1e-5)
     # A new frame drops the cache.
     warm.set_image(img[::-1].copy())
     assert warm._early_key is None and warm._box is None and warm._crf_cache.crf is None
+
+
+def test_crf_refines_only_around_the_object_at_the_crops_scale(net, monkeypatch):
+    """The crop's wide margin is context for the network; the CRF works only
+    where the boundary can be, keeps that region for the next click, and runs
+    at the scale that brings the whole crop to CRFParams.max_side."""
+    from napari_vidseg.segment import crf as crf_mod
+    from napari_vidseg.segment.predictor import _area, _inside
+
+    h, w = 240, 320
+    img = frame(h, w, cx=160, cy=120, r=20)
+    p = InteractivePredictor(net, use_crf=True, input_size=64, crf_params=crf_mod.CRFParams(max_side=40))
+    p.set_image(img)
+    yy, xx = np.mgrid[:h, :w]
+    disc = (xx - 160) ** 2 + (yy - 120) ** 2 <= 22 ** 2
+    net_prob = np.where(disc, 0.9, 0.01).astype(np.float32)
+    monkeypatch.setattr(p, "_net_prob", lambda box, inter, prev: net_prob[box[0]:box[1], box[2]:box[3]].copy())
+    seen, real_refine = [], crf_mod.refine
+
+    def spy(image, prob, params, cache=None, key=None):
+        seen.append(params.max_side)  # the scaled CRF calls refine again, with max_side None
+        return real_refine(image, prob, params, cache, key)
+
+    monkeypatch.setattr(crf_mod, "refine", spy)
+    out = p.predict(Interactions([Click(160, 120, True)]), prev_mask=disc)
+    region, box = p._crf_box, out.box
+    assert _inside(region, box) and _area(region) < 0.6 * _area(box)
+    assert _inside((98, 143, 138, 183), region)  # the disc's bounding box
+    # Outside the region, inside the crop: the network's answer, untouched.
+    untouched = np.zeros((h, w), bool)
+    untouched[box[0]:box[1], box[2]:box[3]] = True
+    untouched[region[0]:region[1], region[2]:region[3]] = False
+    assert untouched.any() and np.all(out.prob[untouched] == np.float32(0.01))
+    assert out.mask[120, 160] and not out.mask[region[0] + 1, region[2] + 1]
+    # The crop's scale: max_side 40 for the crop means less for the region.
+    crop_side = max(box[1] - box[0], box[3] - box[2])
+    region_side = max(region[1] - region[0], region[3] - region[2])
+    assert seen[0] == round(region_side * 40 / crop_side) < 40
+    # The next click on the same object keeps the region and its CRF set-up.
+    built = p._crf_cache.crf
+    p.predict(Interactions([Click(160, 120, True), Click(150, 110, True)]), prev_mask=out.mask)
+    assert p._crf_box == region and p._crf_cache.crf is built
 
 
 @pytest.mark.parametrize("max_side", [None, 48])
@@ -170,3 +212,15 @@ def test_crf_on_a_large_crop_runs_scaled_and_follows_the_image_edge():
     assert out.shape == (h, w) and out.dtype == np.float32
     mid = out[h // 2]
     assert (mid[:255] < 0.5).all() and (mid[265:] > 0.5).all()
+
+
+def test_channels_last_input_gives_the_logits_of_the_plain_layout(net):
+    """The inference copy runs channels_last and copies the aux channels out of
+    the strided slice (for speed); the logits must not change."""
+    torch.manual_seed(1)
+    x = torch.rand(1, 6, 64, 96)
+    with torch.inference_mode():
+        plain = net(x)
+        cl = net.to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last))
+        net.to(memory_format=torch.contiguous_format)
+    torch.testing.assert_close(cl, plain, atol=1e-4, rtol=1e-4)

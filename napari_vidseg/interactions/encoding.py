@@ -139,12 +139,16 @@ def marked_pixels(interactions: Interactions, height: int, width: int, radius: f
     predictor clamps these to their label."""
     pos = np.zeros((height, width), bool)
     neg = np.zeros((height, width), bool)
-    yy, xx = np.ogrid[:height, :width]
+    r = int(np.ceil(radius))
     for c in interactions.clicks:
         if not c.inside(height, width):
             continue
+        # Only the disk's own window: a full-frame test per click cost ~5 ms at 854x480.
+        y0, x0 = max(int(np.floor(c.y)) - r, 0), max(int(np.floor(c.x)) - r, 0)
+        y1, x1 = min(int(np.ceil(c.y)) + r + 1, height), min(int(np.ceil(c.x)) + r + 1, width)
+        yy, xx = np.ogrid[y0:y1, x0:x1]
         d = (xx - c.x) ** 2 + (yy - c.y) ** 2 <= radius * radius
-        (pos if c.positive else neg)[d] = True
+        (pos if c.positive else neg)[y0:y1, x0:x1] |= d
     for s in interactions.strokes:
         m = stroke_mask(s, height, width)
         (pos if s.positive else neg)[m] = True

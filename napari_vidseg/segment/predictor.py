@@ -16,15 +16,16 @@ Speed (a click should feel live on a 2-core CPU): the network runs as a
 BatchNorm-folded channels_last copy; the crop is kept while the object stays
 inside it, so the frozen RGB-only encoder features (VidSegNet.early_features)
 of that crop are computed once and reused by every later click; the CRF runs
-on the crop scaled to at most CRFParams.max_side, and its pairwise set-up is
-kept for the next click on the same crop (crf.PairwiseCache).
+on the part of the crop where the boundary can be (see _crf_region), at the
+scale that brings the crop to CRFParams.max_side, and its pairwise set-up is
+kept for the next click on the same region (crf.PairwiseCache).
 
 GPU out of memory: the click is computed again on the CPU, where the network
 then stays (a GPUFallbackWarning says so once; see models/device.py).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -34,6 +35,12 @@ from ..interactions.encoding import DEFAULT_SIGMA, encode, marked_pixels
 from ..models.device import CPU, announce_cpu_fallback, is_gpu_oom
 from ..types import Click, InputError, Interactions
 from . import crf as crf_mod
+
+
+# The CRF refines the bounding box of the marks and of the pixels the network
+# gives more than this probability, grown by this fraction of its size.
+CRF_REGION_PROB = 0.1
+CRF_REGION_MARGIN = 0.15
 
 
 @dataclass
@@ -71,6 +78,27 @@ def interaction_box(inter: Interactions, height: int, width: int):
             int(max(a[:, 0].min(), 0)), int(min(a[:, 0].max() + 1, width)))
 
 
+def _inside(inner, outer) -> bool:
+    return outer[0] <= inner[0] and inner[1] <= outer[1] and outer[2] <= inner[2] and inner[3] <= outer[3]
+
+
+def _clip_box(box, outer):
+    return (max(box[0], outer[0]), min(box[1], outer[1]), max(box[2], outer[2]), min(box[3], outer[3]))
+
+
+def _area(box) -> int:
+    return (box[1] - box[0]) * (box[3] - box[2])
+
+
+def reuse_box(old, roi, box):
+    """`old` while it still holds `roi` and `box` would be at least half its
+    area, else `box`: a kept box keeps what was cached for it (encoder
+    features, the CRF's set-up) without working on a much larger area."""
+    if old is not None and _inside(roi, old) and _area(box) >= 0.5 * _area(old):
+        return old
+    return box
+
+
 def union_box(*boxes):
     boxes = [b for b in boxes if b is not None]
     if not boxes:
@@ -99,7 +127,8 @@ class InteractivePredictor:
         self._box = None  # the last crop, kept while the object stays inside it
         self._early_key = None  # (box, ih, iw) of the cached early features
         self._early = None
-        self._crf_cache = crf_mod.PairwiseCache()  # keyed by the crop's box on this frame
+        self._crf_box = None  # the last CRF region, kept like the crop
+        self._crf_cache = crf_mod.PairwiseCache()  # keyed by the CRF region on this frame
 
     def set_image(self, image: np.ndarray) -> None:
         image = np.asarray(image)
@@ -110,7 +139,7 @@ class InteractivePredictor:
         if image.dtype != np.uint8:
             image = np.clip(image, 0, 255).astype(np.uint8)
         self.image = np.array(image[..., :3], order="C")  # own, writable copy
-        self._box, self._early_key, self._early = None, None, None
+        self._box, self._early_key, self._early, self._crf_box = None, None, None, None
         self._crf_cache = crf_mod.PairwiseCache()
 
     # -- the network on one crop -------------------------------------------
@@ -161,17 +190,34 @@ class InteractivePredictor:
             return torch.sigmoid(logits)[0, 0].float().cpu().numpy()
 
     def _crop_box(self, roi, height: int, width: int):
-        """The expanded box around `roi`; the previous crop while it still holds
-        roi and is not much larger (reusing it reuses its cached features)."""
-        box = expand_box(roi, height, width)
-        old = self._box
-        if old is not None:
-            inside = old[0] <= roi[0] and roi[1] <= old[1] and old[2] <= roi[2] and roi[3] <= old[3]
-            area = lambda b: (b[1] - b[0]) * (b[3] - b[2])  # noqa: E731
-            if inside and area(box) >= 0.5 * area(old):
-                box = old
-        self._box = box
-        return box
+        """The expanded box around `roi`, or the previous crop while it may
+        stand in (reusing it reuses its cached features)."""
+        self._box = reuse_box(self._box, roi, expand_box(roi, height, width))
+        return self._box
+
+    def _crf_region(self, prob: np.ndarray, box, roi):
+        """The part of the crop the CRF refines, and the CRF's settings for it.
+
+        The crop's wide margin is context for the network; the CRF only has
+        work where the object's boundary can be: around what the network does
+        not call surely background, and the marks. Kept from click to click
+        like the crop (its pairwise set-up is cached). The CRF keeps the
+        crop's scale (max_side applies to the crop, not to the region), so a
+        smaller region means fewer pixels, not a finer CRF."""
+        y0, y1, x0, x1 = box
+        maybe = _bbox(prob[y0:y1, x0:x1] > CRF_REGION_PROB)
+        if maybe is not None:
+            maybe = (maybe[0] + y0, maybe[1] + y0, maybe[2] + x0, maybe[3] + x0)
+        need = union_box(maybe, roi)
+        old = self._crf_box if self._crf_box is not None and _inside(self._crf_box, box) else None
+        region = _clip_box(expand_box(need, y1, x1, margin=CRF_REGION_MARGIN, min_size=16), box)
+        region = self._crf_box = reuse_box(old, need, region)
+        params = self.crf_params
+        crop_side = max(y1 - y0, x1 - x0)
+        if params.max_side and crop_side > params.max_side:
+            side = max(region[1] - region[0], region[3] - region[2])
+            params = replace(params, max_side=max(int(round(side * params.max_side / crop_side)), 16))
+        return region, params
 
     def predict(self, interactions: Interactions, prev_mask: np.ndarray | None = None) -> Prediction:
         if self.image is None:
@@ -200,8 +246,9 @@ class InteractivePredictor:
         pos, neg = marked_pixels(interactions, H, W)
         prob[pos], prob[neg] = 1.0, 0.0
         if self.use_crf:
-            y0, y1, x0, x1 = box
-            prob[y0:y1, x0:x1] = crf_mod.refine(self.image[y0:y1, x0:x1], prob[y0:y1, x0:x1], self.crf_params,
-                                                cache=self._crf_cache, key=box)
+            region, params = self._crf_region(prob, box, roi if roi is not None else box)
+            y0, y1, x0, x1 = region
+            prob[y0:y1, x0:x1] = crf_mod.refine(self.image[y0:y1, x0:x1], prob[y0:y1, x0:x1], params,
+                                                cache=self._crf_cache, key=region)
             prob[pos], prob[neg] = 1.0, 0.0
         return Prediction(prob > 0.5, prob, box)
