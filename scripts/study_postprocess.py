@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from napari_vidseg.eval.davis import j_score, open_sequence, scored_frames
-from napari_vidseg.video.propagate import clean_frame
+from napari_vidseg.video.propagate import BLOB_REACH, clean_frame, cleanup_radii
 
 
 def upsample_logits(prob: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -34,7 +34,7 @@ def upsample_logits(prob: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return F.interpolate(logit, size=size, mode="bilinear", align_corners=False)[0, 0].numpy()
 
 
-def run_variant(probs: np.ndarray, size: tuple[int, int], threshold=0.5, reach=0.0, blobs=0.04,
+def run_variant(probs: np.ndarray, size: tuple[int, int], threshold=0.5, reach=0.0, blobs=BLOB_REACH,
                 ema=0.0) -> dict[int, np.ndarray]:
     """Full-size masks {t: bool} for frames 1.. of one sequence, through the
     library's clean_frame as in propagate.
@@ -43,9 +43,7 @@ def run_variant(probs: np.ndarray, size: tuple[int, int], threshold=0.5, reach=0
     the long side; 0 off); blobs: drop_distant_blobs' radius as a fraction of
     the long side (None: off); ema: weight of the previous frame's (smoothed)
     probability (not in the library: a candidate)."""
-    h, w = probs.shape[1:]
-    blob_radius = None if blobs is None else max(int(blobs * max(h, w)), 1)
-    reach_px = int(round(reach * max(h, w)))
+    reach_px, blob_radius = cleanup_radii(probs.shape[1:], reach, blobs)
     prev = probs[0] > 0.5
     smooth = probs[0].astype(np.float32)
     out = {}

@@ -198,6 +198,18 @@ def upsample_nearest(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return mask[rows[:, None], cols[None, :]]
 
 
+# Blobs that come no nearer than this fraction of the long side to the
+# previous frame's object are dropped: objects move a few % of the frame per frame.
+BLOB_REACH = 0.04
+
+
+def cleanup_radii(size: tuple[int, int], reach: float, blobs: float | None) -> tuple[int, int | None]:
+    """clean_frame's `reach` and `blob_radius` in pixels of a (h, w) mask, from
+    fractions of its long side (reach 0: off; blobs None: off)."""
+    long_side = max(size)
+    return int(round(reach * long_side)), (None if blobs is None else max(int(blobs * long_side), 1))
+
+
 def clean_frame(coarse: np.ndarray, full: np.ndarray, prev: np.ndarray | None, reach: int,
                 blob_radius: int | None) -> tuple[np.ndarray, np.ndarray]:
     """One propagated frame's masks after the temporal clean-up: (full-size
@@ -252,9 +264,7 @@ def propagate(net, source, annotated: Mapping[int, np.ndarray], config: Finetune
         masks_done[t] = resize_mask(m, size) > 0.5
         if t in wanted:
             yield FrameResult(t, m, masks_done[t].astype(np.float16), 1.0, annotated=True)
-    # Dilation radius for the component clean-up: objects move a few % of the frame per frame.
-    radius = max(int(0.04 * max(size)), 1) if config.keep_components else None
-    reach = int(round(config.reach * max(size)))
+    reach, radius = cleanup_radii(size, config.reach, BLOB_REACH if config.keep_components else None)
     use_bf16 = config.bf16 and device.type in ("cpu", "cuda")
     want_int8 = config.int8 and device.type == "cpu"
     done = set(annotated)
