@@ -111,12 +111,12 @@ class VidSegNet(nn.Module):
         """Logits from cached early features and the full input (for its size and aux channels)."""
         f2, f4, f8, f16 = early
         aux = x[:, 3:] if self.aux_branch is not None else None
-        if aux is not None and x.is_contiguous(memory_format=torch.channels_last):
-            # A channel slice of a channels_last tensor is strided, and
-            # convolutions on it take a slow path: on the 2-core CPU the aux
-            # branch took 30 ms per click on the slice and 7 ms on this copy.
-            aux = aux.contiguous(memory_format=torch.channels_last)
         if aux is not None:
+            if x.is_contiguous(memory_format=torch.channels_last):
+                # A channel slice of a channels_last tensor is strided, and
+                # convolutions on it take a slow path: on the 2-core CPU the aux
+                # branch took 30 ms per click on the slice and 7 ms on this copy.
+                aux = aux.contiguous(memory_format=torch.channels_last)
             r4, r8, r16 = self.aux_branch(aux, (f4.shape[-2:], f8.shape[-2:], f16.shape[-2:]))
             f4, f8, f16 = f4 + r4, f8 + r8, f16 + r16
         feats = [f2, f4, f8, f16, *self.encoder.late(f16)]

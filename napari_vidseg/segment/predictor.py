@@ -210,7 +210,8 @@ class InteractivePredictor:
             maybe = (maybe[0] + y0, maybe[1] + y0, maybe[2] + x0, maybe[3] + x0)
         need = union_box(maybe, roi)
         old = self._crf_box if self._crf_box is not None and _inside(self._crf_box, box) else None
-        region = _clip_box(expand_box(need, y1, x1, margin=CRF_REGION_MARGIN, min_size=16), box)
+        H, W = self.image.shape[:2]
+        region = _clip_box(expand_box(need, H, W, margin=CRF_REGION_MARGIN, min_size=16), box)
         region = self._crf_box = reuse_box(old, need, region)
         params = self.crf_params
         crop_side = max(y1 - y0, x1 - x0)
