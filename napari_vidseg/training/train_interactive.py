@@ -90,7 +90,9 @@ def main(argv=None) -> None:
     log.log(event="data", n_pairs=len(pairs))
     model = VidSegNet(in_channels=6)
     if args.resume:
-        model.load_state_dict(torch.load(args.resume, map_location="cpu", weights_only=True)["model"])
+        # A training checkpoint ({"model": ...}) or a shipped weights file (the bare state).
+        state = torch.load(args.resume, map_location="cpu", weights_only=True)
+        model.load_state_dict(state.get("model", state))
     else:
         model.encoder.load_imagenet(imagenet_encoder_weights())
     model = model.to(memory_format=torch.channels_last)

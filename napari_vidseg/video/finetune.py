@@ -53,7 +53,11 @@ class FinetuneConfig:
     mode: str = "head"  # "head": decoder on cached early+late features; "full": late encoder + decoder
     steps: int = 150
     lr: float = 1e-3
-    input_long_side: int = 448  # the frame is resized so its long side is this (multiple of 32 after rounding)
+    # The frame is resized so its long side is this (multiple of 32 after rounding). The parent is trained on
+    # frames whose long side is about 448 px (240p upsampled 1.05x); at 480p, 864 shows objects at that scale.
+    # Held out (240p, input 224 / 448 / 640, i.e. scale 0.52 / 1.05 / 1.5): J 60.1 / 69.6 / 71.7; on DAVIS val
+    # 448 -> 864 gave J 74.3 -> 76.1 (docs/video.md, session 9).
+    input_long_side: int = 864
     n_aug: int = 16  # augmented copies per annotated frame, features cached once
     batch: int = 4  # training batch (copies per step)
     crop: float = 0.5  # each step sees a random window of this fraction of each side (aligned to stride 32)
