@@ -3,7 +3,7 @@ options, on a DAVIS sequence's frames held in memory (no decoding: this times
 propagation itself). The frames play forward then backward to make the clip
 long enough; --frame-size resizes them (e.g. 1920x1080 to time large frames).
 
-    python scripts/bench_propagate_speed.py --sizes 448,256
+    python scripts/bench_propagate_speed.py --sizes 864,448
     python scripts/bench_propagate_speed.py --sizes 128 --frame-size 1920x1080 --frames 40
 
 Prints one JSON line per (size, option) and a JSON list last.
@@ -48,7 +48,7 @@ def main(argv=None) -> None:
     ap.add_argument("--sequence", default="blackswan")
     ap.add_argument("--frame-size", default=None, help="WxH to resize the frames to")
     ap.add_argument("--weights", type=Path, default=None, help="parent weights (default: shipped)")
-    ap.add_argument("--sizes", default="448,320,256")
+    ap.add_argument("--sizes", default="864,448")
     ap.add_argument("--frames", type=int, default=100)
     ap.add_argument("--options", default="fused", help="comma list: fused, unfused, bf16, int8")
     args = ap.parse_args(argv)

@@ -3,7 +3,7 @@
 (as the first propagation of a session pays it): the cached-features stage,
 the steps, and whether torch._dynamo was imported on the way.
 
-    python scripts/time_finetune.py [--sequence blackswan] [--steps 150] [--threads 2]
+    python scripts/time_finetune.py [--sequence blackswan] [--steps N] [--threads 2]
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--davis", type=Path, default=DAVIS)
     p.add_argument("--sequence", default="blackswan")
-    p.add_argument("--steps", type=int, default=150)
+    p.add_argument("--steps", type=int, default=None, help="default: FinetuneConfig's")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
 
@@ -29,19 +29,20 @@ def main(argv=None) -> int:
     from napari_vidseg.video.finetune import FinetuneConfig, finetune, load_parent
 
     torch.set_num_threads(args.threads)
+    config = FinetuneConfig() if args.steps is None else FinetuneConfig(steps=args.steps)
     seq = open_sequence(args.davis, args.sequence)  # frame 0 and its mask, read as eval-video reads them
     frame, mask = seq.source().frame(0), read_mask(seq.mask_files()[0])
     parent = load_parent("cpu")
     t0 = time.perf_counter()
     first_step = None  # when the first step is done
-    for prog in finetune(parent, [frame], [mask], FinetuneConfig(steps=args.steps)):
+    for prog in finetune(parent, [frame], [mask], config):
         if prog.stage == "finetune" and first_step is None:
             first_step = time.perf_counter()
     end = time.perf_counter()
     first_step = first_step or end
-    print(f"{args.sequence} {frame.shape[1]}x{frame.shape[0]}, {args.steps} steps, {args.threads} threads: "
+    print(f"{args.sequence} {frame.shape[1]}x{frame.shape[0]}, {config.steps} steps, input {config.input_long_side}, {args.threads} threads: "
           f"total {end - t0:.1f} s (features and first step {first_step - t0:.1f} s, "
-          f"then {1e3 * (end - first_step) / max(args.steps - 1, 1):.0f} ms a step); "
+          f"then {1e3 * (end - first_step) / max(config.steps - 1, 1):.0f} ms a step); "
           f"torch._dynamo imported: {'torch._dynamo' in sys.modules}")
     return 0
 

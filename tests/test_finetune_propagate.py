@@ -14,12 +14,13 @@ import torch
 from PIL import Image
 
 from napari_vidseg.models.quantize import int8_supported
+from napari_vidseg.models.registry import cpu_has_native_bf16
 from napari_vidseg.models.vidsegnet import VidSegNet
 from napari_vidseg.types import Progress
 from napari_vidseg.types import InputError
 from napari_vidseg.video.finetune import FinetuneConfig, finetune, input_size
 from napari_vidseg.video.propagate import (FrameResult, apply_coarse_cleanup, drop_distant_blobs,
-                                           plan_order, propagate)
+                                           plan_order, propagate, wants_bf16)
 from napari_vidseg.video.quality import frame_scores, worst_frames
 
 T, H, W, R = 12, 64, 64, 12
@@ -184,6 +185,28 @@ def test_propagate_both_directions_from_a_middle_frame(tuned):
     assert order == [5, 6, 7, 8, 9, 4, 3, 2, 1, 10, 11, 0]
 
 
+def test_bf16_propagation_follows_the_float_one(tuned):
+    video, truth, net, before, out, progress, cfg = tuned
+    fp = {r.t: r.mask for r in propagate(out, video, {0: truth[0]}, replace(cfg, bf16=False))}
+    bf = {r.t: r.mask for r in propagate(out, video, {0: truth[0]}, replace(cfg, bf16=True))}
+    assert sorted(bf) == list(range(T))
+    assert np.mean([iou(bf[t], fp[t]) for t in range(1, T)]) > 0.9
+
+
+def test_bf16_is_on_by_default_only_where_the_cpu_computes_it_natively():
+    flags = "processor\t: 0\nflags\t\t: fpu sse avx2 avx512f {}\nbogomips\t: 5000\n"
+    assert cpu_has_native_bf16(flags.format("avx512_bf16 avx512_vnni"))
+    assert cpu_has_native_bf16(flags.format("amx_bf16 amx_tile"))
+    assert not cpu_has_native_bf16(flags.format("avx512_vnni"))
+    assert not cpu_has_native_bf16("")
+    cpu, mps, cuda = torch.device("cpu"), torch.device("mps"), torch.device("cuda")
+    assert wants_bf16(None, cpu) == cpu_has_native_bf16()
+    assert wants_bf16(True, cpu) and not wants_bf16(False, cpu)
+    assert not wants_bf16(None, cuda)  # not measured on a GPU: asked for only
+    assert wants_bf16(True, cuda)
+    assert not wants_bf16(True, mps)
+
+
 @pytest.mark.skipif(not int8_supported(), reason="this torch build has no x86 int8 engine")
 def test_int8_propagation_follows_the_float_one(tuned):
     video, truth, net, before, out, progress, cfg = tuned
@@ -227,7 +250,8 @@ def test_int8_falls_back_to_float_with_a_warning(tuned, monkeypatch):
     monkeypatch.setattr(quantize, "quantize_int8", unavailable)
     with pytest.warns(RuntimeWarning, match="no int8 engine.*float32"):
         res = {r.t: r.mask for r in propagate(out, video, {0: truth[0]}, replace(cfg, int8=True))}
-    fp = {r.t: r.mask for r in propagate(out, video, {0: truth[0]}, cfg)}
+    # The fallback is float32 (bf16 stays off when int8 was asked for, as the warning says).
+    fp = {r.t: r.mask for r in propagate(out, video, {0: truth[0]}, replace(cfg, bf16=False))}
     assert all(np.array_equal(res[t], fp[t]) for t in range(T))
 
 

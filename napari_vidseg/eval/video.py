@@ -11,6 +11,7 @@ all sequences, reading and resizing included).
 """
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import statistics
@@ -46,7 +47,8 @@ def add_common_arguments(parser) -> None:
     parser.add_argument("--reach", type=float, default=None,
                         help="propagation: pixels farther than this fraction of the long side from the previous "
                              "frame's object are background (0: off)")
-    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast in propagation")
+    parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
+                        help="bfloat16 autocast in propagation (default: where the CPU computes it natively)")
     parser.add_argument("--int8", action="store_true", help="int8 copy of the tuned network in CPU propagation")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--json-out", default=None, help="also write the summary (with per-frame J) here")
@@ -70,7 +72,7 @@ def make_config(args):
         if v is not None:
             setattr(cfg, name, v)
     cfg.keep_components = not getattr(args, "no_keep_components", False)
-    cfg.bf16 = bool(getattr(args, "bf16", False))
+    cfg.bf16 = getattr(args, "bf16", None)
     cfg.int8 = bool(getattr(args, "int8", False))
     cfg.check()
     return cfg
@@ -176,6 +178,7 @@ def run(args) -> int:
     import torch
 
     from ..models.registry import select_device
+    from ..video.propagate import wants_bf16
     from .davis import open_sequence, score_sequence
 
     if args.threads:
@@ -223,7 +226,8 @@ def run(args) -> int:
         "init": args.init,
         "finetune_seconds": round(statistics.median(ft_times), 2),
         "propagate_fps": round(prop_frames / max(prop_time, 1e-9), 2),
-        "config": {k: v for k, v in vars(cfg).items()},
+        # bf16 as it ran (None in the config means "where the CPU computes it natively").
+        "config": {**vars(cfg), "bf16": wants_bf16(cfg.bf16, device)},
         "machine": machine(),
     }
     if args.json_out:

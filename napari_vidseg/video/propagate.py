@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from ..models.device import CPU, announce_cpu_fallback, is_gpu_oom
+from ..models.registry import cpu_has_native_bf16
 from ..types import InputError
 from .finetune import FinetuneConfig, input_size, load_parent, resize_mask, resize_rgb, to_tensor
 
@@ -265,8 +266,8 @@ def propagate(net, source, annotated: Mapping[int, np.ndarray], config: Finetune
         if t in wanted:
             yield FrameResult(t, m, masks_done[t].astype(np.float16), 1.0, annotated=True)
     reach, radius = cleanup_radii(size, config.reach, BLOB_REACH if config.keep_components else None)
-    use_bf16 = config.bf16 and device.type in ("cpu", "cuda")
     want_int8 = config.int8 and device.type == "cpu"
+    use_bf16 = wants_bf16(config.bf16, device) and not want_int8  # int8 is its own reduced precision
     done = set(annotated)
     for block in plan:
         lo, hi = min(block), max(block)
@@ -285,7 +286,7 @@ def propagate(net, source, annotated: Mapping[int, np.ndarray], config: Finetune
             # Out of the except block, whose traceback holds the failed block's GPU tensors.
             # Frames already yielded stay done: this block and the rest go on on the CPU.
             model, old, device = model.to(CPU), device, CPU
-            use_bf16 = config.bf16
+            use_bf16 = wants_bf16(config.bf16, device)
             announce_cpu_fallback("propagation", f"continuing from frame {block[0]}", old)
             probs = _block_probs(model, imgs, device, use_bf16, (H, W), config.threshold)
         small, full = probs
@@ -299,6 +300,16 @@ def propagate(net, source, annotated: Mapping[int, np.ndarray], config: Finetune
         for t in [t for t in masks_done if t not in annotated]:
             if all(u in done or u not in wanted for u in (t - 1, t + 1)):
                 del masks_done[t]
+
+
+def wants_bf16(setting: bool | None, device: torch.device) -> bool:
+    """FinetuneConfig.bf16 on this device: True / False as asked (CPU and
+    CUDA only); None: on a CPU that computes bfloat16 natively."""
+    if device.type not in ("cpu", "cuda"):
+        return False
+    if setting is None:
+        return device.type == "cpu" and cpu_has_native_bf16()
+    return bool(setting)
 
 
 def _int8_or_float(net, model, calibration: torch.Tensor):
