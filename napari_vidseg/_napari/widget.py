@@ -288,8 +288,9 @@ class VidSegWidget(Container):
         self.status = Label(value="Pick a video layer and press Start.")
         self.quality = ComboBox(label="Propagation", choices=list(PROPAGATION_MODES), value="fast (head)",
                                 tooltip="fast: tune the decoder on cached features; quality: tune more layers; "
-                                        "int8: fast, then an int8 network on the CPU (about 2x faster per "
-                                        "frame after a set-up of 5-30 s: for long videos)")
+                                        "int8: fast, then an int8 network on the CPU (faster per frame after "
+                                        "a set-up of 5-30 s, for long videos, on CPUs without native bfloat16; "
+                                        "where the CPU has it, bfloat16 is used by default and is faster)")
         self.propagate_btn = PushButton(text="Propagate",
                                         tooltip="Fine-tune on the annotated frames and segment every other frame")
         self.cancel_btn = PushButton(text="Cancel", enabled=False,

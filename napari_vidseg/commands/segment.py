@@ -46,7 +46,8 @@ def configure(parser) -> None:
                         help="long side, in pixels, frames are resized to for fine-tuning and propagation")
     parser.add_argument("--int8", action="store_true",
                         help="propagate with an int8 copy of the tuned network (CPU only; about 2x faster "
-                             "network, worth it from a few hundred frames)")
+                             "network on CPUs without native bfloat16, worth it from a few hundred frames; "
+                             "where the CPU has bfloat16, the default bf16 propagation is faster)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
