@@ -160,9 +160,12 @@ def test_propagation_choice_sets_the_tuning_config(widget_on_video):
         w.quality.value = choice
         cfg = w._config()
         cfg.check()
-        seen[choice] = (cfg.mode, cfg.int8)
-    assert seen == {"fast (head)": ("head", False), "fast, int8 (CPU)": ("head", True),
-                    "quality (full)": ("full", False)}
+        seen[choice] = (cfg.mode, cfg.int8, cfg.input_long_side)
+    from napari_vidseg.video.finetune import FinetuneConfig
+
+    default = FinetuneConfig().input_long_side
+    assert seen == {"fast": ("head", False, default), "fast, int8 (CPU)": ("head", True, default),
+                    "quality (1.5x input)": ("head", False, 1280)}
 
 
 def test_errors_are_reported_not_raised(widget_on_video, qtbot, monkeypatch):
@@ -287,7 +290,7 @@ def test_long_job_progress_never_reenters_its_slots(widget_on_video, qtbot):
 def test_correct_and_repropagate_is_one_action(widget_on_video, qtbot):
     viewer, w = widget_on_video
     w.session.set_parent(random_parent())
-    w.quality.value = "fast (head)"
+    w.quality.value = "fast"
     w.points_layer.add([[0, 24, 20]])
     wait_idle(qtbot, w)
     w.propagate(config=tiny_config())
