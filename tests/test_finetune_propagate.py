@@ -200,11 +200,13 @@ def test_bf16_is_on_by_default_only_where_the_cpu_computes_it_natively():
     assert not cpu_has_native_bf16(flags.format("avx512_vnni"))
     assert not cpu_has_native_bf16("")
     cpu, mps, cuda = torch.device("cpu"), torch.device("mps"), torch.device("cuda")
-    assert wants_bf16(None, cpu) == cpu_has_native_bf16()
-    assert wants_bf16(True, cpu) and not wants_bf16(False, cpu)
-    assert not wants_bf16(None, cuda)  # not measured on a GPU: asked for only
-    assert wants_bf16(True, cuda)
-    assert not wants_bf16(True, mps)
+    auto, on, off = FinetuneConfig(bf16=None), FinetuneConfig(bf16=True), FinetuneConfig(bf16=False)
+    assert wants_bf16(auto, cpu) == cpu_has_native_bf16()
+    assert wants_bf16(on, cpu) and not wants_bf16(off, cpu)
+    assert not wants_bf16(auto, cuda)  # not measured on a GPU: asked for only
+    assert wants_bf16(on, cuda)
+    assert not wants_bf16(on, mps)
+    assert not wants_bf16(replace(on, int8=True), cpu)  # int8 runs on its own precision
 
 
 @pytest.mark.skipif(not int8_supported(), reason="this torch build has no x86 int8 engine")

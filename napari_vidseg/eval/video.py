@@ -227,7 +227,7 @@ def run(args) -> int:
         "finetune_seconds": round(statistics.median(ft_times), 2),
         "propagate_fps": round(prop_frames / max(prop_time, 1e-9), 2),
         # bf16 as it ran (None in the config means "where the CPU computes it natively").
-        "config": {**vars(cfg), "bf16": wants_bf16(cfg.bf16, device)},
+        "config": {**vars(cfg), "bf16": wants_bf16(cfg, device)},
         "machine": machine(),
     }
     if args.json_out:

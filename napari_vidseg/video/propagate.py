@@ -267,7 +267,7 @@ def propagate(net, source, annotated: Mapping[int, np.ndarray], config: Finetune
             yield FrameResult(t, m, masks_done[t].astype(np.float16), 1.0, annotated=True)
     reach, radius = cleanup_radii(size, config.reach, BLOB_REACH if config.keep_components else None)
     want_int8 = config.int8 and device.type == "cpu"
-    use_bf16 = wants_bf16(config.bf16, device) and not want_int8  # int8 is its own reduced precision
+    use_bf16 = wants_bf16(config, device)
     done = set(annotated)
     for block in plan:
         lo, hi = min(block), max(block)
@@ -286,7 +286,7 @@ def propagate(net, source, annotated: Mapping[int, np.ndarray], config: Finetune
             # Out of the except block, whose traceback holds the failed block's GPU tensors.
             # Frames already yielded stay done: this block and the rest go on on the CPU.
             model, old, device = model.to(CPU), device, CPU
-            use_bf16 = wants_bf16(config.bf16, device)
+            use_bf16 = wants_bf16(config, device)
             announce_cpu_fallback("propagation", f"continuing from frame {block[0]}", old)
             probs = _block_probs(model, imgs, device, use_bf16, (H, W), config.threshold)
         small, full = probs
@@ -302,14 +302,16 @@ def propagate(net, source, annotated: Mapping[int, np.ndarray], config: Finetune
                 del masks_done[t]
 
 
-def wants_bf16(setting: bool | None, device: torch.device) -> bool:
-    """FinetuneConfig.bf16 on this device: True / False as asked (CPU and
-    CUDA only); None: on a CPU that computes bfloat16 natively."""
-    if device.type not in ("cpu", "cuda"):
+def wants_bf16(config: FinetuneConfig, device: torch.device) -> bool:
+    """Whether propagation on `device` runs in bf16 autocast: never with int8
+    on a CPU (int8 is its own reduced precision; its float fallback is
+    float32), else config.bf16 as asked (CPU and CUDA only), and where it is
+    None, on a CPU that computes bfloat16 natively."""
+    if device.type not in ("cpu", "cuda") or (config.int8 and device.type == "cpu"):
         return False
-    if setting is None:
+    if config.bf16 is None:
         return device.type == "cpu" and cpu_has_native_bf16()
-    return bool(setting)
+    return bool(config.bf16)
 
 
 def _int8_or_float(net, model, calibration: torch.Tensor):
