@@ -74,8 +74,8 @@ def freeze_bn_stats(module: nn.Module) -> None:
 
 
 def set_cosine_lr(opt: torch.optim.Optimizer, base_lrs, frac: float) -> None:
-    """Cosine decay to 5% of each group's base rate, over a fraction of the
-    wall-clock budget: the budget, not a step count, is what is fixed."""
+    """Cosine decay to 5% of each group's base rate; `frac` is the fraction of
+    the budget used (wall-clock time, or steps where a step count is fixed)."""
     for g, base in zip(opt.param_groups, base_lrs):
         g["lr"] = base * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * min(frac, 1.0))))
 

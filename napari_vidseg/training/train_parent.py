@@ -108,6 +108,9 @@ def main(argv=None) -> None:
     ap.add_argument("--out", type=Path, default=Path("checkpoints/parent"))
     ap.add_argument("--init", type=Path, default=None, help="interactive checkpoint; ImageNet when absent")
     ap.add_argument("--minutes", type=float, default=25)
+    ap.add_argument("--steps", type=int, default=None,
+                    help="stop after this many steps, the schedule following the step count, not the clock "
+                         "(reproducible whatever else runs on the machine); --minutes is then ignored")
     ap.add_argument("--size", type=int, default=256, help="square crop side")
     ap.add_argument("--frame-side", type=int, default=448, help="long side of the frame the crops are cut from")
     ap.add_argument("--batch", type=int, default=8)
@@ -139,10 +142,13 @@ def main(argv=None) -> None:
                              {"params": dec_params, "lr": base_lrs[1]}], weight_decay=1e-4)
     total = args.minutes * 60
     t0 = time.time()
-    deadline = t0 + total
     step, t_ckpt, losses = 0, t0, []
-    while time.time() < deadline:
-        set_cosine_lr(opt, base_lrs, (time.time() - t0) / total)
+
+    def progress() -> float:  # fraction of the budget used: steps or wall-clock time
+        return step / args.steps if args.steps else (time.time() - t0) / total
+
+    while progress() < 1:
+        set_cosine_lr(opt, base_lrs, progress())
         x, y = sample_batch(pairs, args.size, args.batch, args.frame_side, rng)
         model.train()
         freeze_bn_stats(model.encoder)  # ImageNet/interactive statistics; the decoder's adapt
@@ -160,7 +166,7 @@ def main(argv=None) -> None:
             save_checkpoint(model, args, step, args.out / "last.pt")
             t_ckpt = time.time()
     save_checkpoint(model, args, step, args.out / "last.pt")
-    log.log(event="done", steps=step, minutes=args.minutes)
+    log.log(event="done", steps=step, minutes=round((time.time() - t0) / 60, 2))
 
 
 if __name__ == "__main__":
