@@ -193,6 +193,31 @@ def test_bf16_propagation_follows_the_float_one(tuned):
     assert np.mean([iou(bf[t], fp[t]) for t in range(1, T)]) > 0.9
 
 
+def test_flip_averaging_makes_propagation_mirror_equivariant(tuned):
+    """With flip on, a mirrored video gets exactly the mirrored probabilities
+    (the average over a frame and its mirror does not depend on which of the
+    two came in); without it the tuned network is not equivariant, so the
+    check can tell the two apart."""
+    video, truth, net, before, out, progress, cfg = tuned
+    cfg = replace(cfg, bf16=False, int8=False)
+    mirrored = np.ascontiguousarray(video[:, :, ::-1])
+
+    def probs(v, m, flip):
+        return {r.t: r.prob.astype(np.float32) for r in propagate(out, v, {0: m}, replace(cfg, flip=flip))}
+
+    for flip in (True, False):
+        a, b = probs(video, truth[0], flip), probs(mirrored, truth[0][:, ::-1], flip)
+        gap = max(np.abs(a[t][:, ::-1] - b[t]).max() for t in range(1, T))
+        if flip:
+            assert gap < 1e-2
+        else:
+            assert gap > 1e-2
+    plain = probs(video, truth[0], False)
+    flipped = probs(video, truth[0], True)
+    assert np.mean([iou(flipped[t] > 0.5, truth[t]) for t in range(1, T)]) > 0.8
+    assert any(np.abs(flipped[t] - plain[t]).max() > 1e-3 for t in range(1, T))
+
+
 def test_bf16_is_on_by_default_only_where_the_cpu_computes_it_natively():
     flags = "processor\t: 0\nflags\t\t: fpu sse avx2 avx512f {}\nbogomips\t: 5000\n"
     assert cpu_has_native_bf16(flags.format("avx512_bf16 avx512_vnni"))

@@ -160,12 +160,13 @@ def test_propagation_choice_sets_the_tuning_config(widget_on_video):
         w.quality.value = choice
         cfg = w._config()
         cfg.check()
-        seen[choice] = (cfg.mode, cfg.int8, cfg.input_long_side)
+        seen[choice] = (cfg.mode, cfg.int8, cfg.input_long_side, cfg.flip)
     from napari_vidseg.video.finetune import FinetuneConfig
 
     default = FinetuneConfig().input_long_side
-    assert seen == {"fast": ("head", False, default), "fast, int8 (CPU)": ("head", True, default),
-                    "quality (1.5x input)": ("head", False, 1280)}
+    assert seen == {"fast": ("head", False, default, False), "fast, int8 (CPU)": ("head", True, default, False),
+                    "quality (1.5x input)": ("head", False, 1280, False),
+                    "quality (1.5x input, mirrored)": ("head", False, 1280, True)}
 
 
 def test_errors_are_reported_not_raised(widget_on_video, qtbot, monkeypatch):

@@ -48,6 +48,8 @@ def configure(parser) -> None:
                         help="propagate with an int8 copy of the tuned network (CPU only; about 2x faster "
                              "network on CPUs without native bfloat16, worth it from a few hundred frames; "
                              "where the CPU has bfloat16, the default bf16 propagation is faster)")
+    parser.add_argument("--flip", action="store_true",
+                        help="propagation: average each frame with its mirror image (about +1 J, twice the time)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -199,7 +201,7 @@ def run(args) -> int:
     if not args.no_propagate:
         from ..video.finetune import FinetuneConfig
 
-        config = FinetuneConfig(mode=args.mode, int8=args.int8)
+        config = FinetuneConfig(mode=args.mode, int8=args.int8, flip=args.flip)
         if args.steps is not None:
             config.steps = args.steps
         if args.input_size is not None:

@@ -50,6 +50,8 @@ def add_common_arguments(parser) -> None:
     parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
                         help="bfloat16 autocast in propagation (default: where the CPU computes it natively)")
     parser.add_argument("--int8", action="store_true", help="int8 copy of the tuned network in CPU propagation")
+    parser.add_argument("--flip", action="store_true",
+                        help="propagation: average each frame's logits with its mirror image's (2x the time)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--json-out", default=None, help="also write the summary (with per-frame J) here")
 
@@ -74,6 +76,7 @@ def make_config(args):
     cfg.keep_components = not getattr(args, "no_keep_components", False)
     cfg.bf16 = getattr(args, "bf16", None)
     cfg.int8 = bool(getattr(args, "int8", False))
+    cfg.flip = bool(getattr(args, "flip", False))
     cfg.check()
     return cfg
 

@@ -277,7 +277,7 @@ def propagate(net, source, annotated: Mapping[int, np.ndarray], config: Finetune
             # Calibrated on the first block: the video's own frames at the size that will be run.
             model, want_int8 = _int8_or_float(net, model, to_tensor(imgs, CPU)), False
         try:
-            probs = _block_probs(model, imgs, device, use_bf16, (H, W), config.threshold)
+            probs = _block_probs(model, imgs, device, use_bf16, (H, W), config.threshold, config.flip)
         except Exception as e:
             if not is_gpu_oom(e, device):
                 raise
@@ -288,7 +288,7 @@ def propagate(net, source, annotated: Mapping[int, np.ndarray], config: Finetune
             model, old, device = model.to(CPU), device, CPU
             use_bf16 = wants_bf16(config, device)
             announce_cpu_fallback("propagation", f"continuing from frame {block[0]}", old)
-            probs = _block_probs(model, imgs, device, use_bf16, (H, W), config.threshold)
+            probs = _block_probs(model, imgs, device, use_bf16, (H, W), config.threshold, config.flip)
         small, full = probs
         for i, t in enumerate(block):
             # The neighbour closer to the anchor was done before (same run, earlier block or index).
@@ -327,13 +327,18 @@ def _int8_or_float(net, model, calibration: torch.Tensor):
 
 
 def _block_probs(model, imgs: np.ndarray, device: torch.device, bf16: bool,
-                 frame_size: tuple[int, int], threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+                 frame_size: tuple[int, int], threshold: float = 0.5,
+                 flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """A block of resized frames -> foreground probabilities (N, h, w) at the
     network's size and masks (N, H, W) bool at the frame's size: the logits
     upsampled (sharper edges than upsampled probabilities) and compared with
-    the threshold's logit, so no full-size probability map is ever made."""
+    the threshold's logit, so no full-size probability map is ever made.
+    flip: the logits averaged with those of the mirrored frames."""
     with torch.inference_mode(), _autocast(device, bf16):
-        logits = model(to_tensor(imgs, device)).float()
+        x = to_tensor(imgs, device)
+        logits = model(x).float()
+        if flip:
+            logits = (logits + model(x.flip(-1)).float().flip(-1)) / 2
         small = torch.sigmoid(logits)[:, 0].cpu().numpy()
         cut = math.log(threshold / (1 - threshold))
         full = F.interpolate(logits, size=frame_size, mode="bilinear", align_corners=False)[:, 0] > cut
