@@ -209,8 +209,8 @@ def test_propagate_fills_every_frame_worst_jumps_export_sticker(widget_on_video,
         assert w.session.masks.provenance(1, t) is Provenance.PROPAGATED
         stored = w.session.masks.get(1, t)
         np.testing.assert_array_equal(w.labels_layer.data[t] == 1, stored)
-    # A random-init network may predict an empty frame, or one that fills a box (the clean-up's
-    # reach cuts an all-object prediction to a box around the previous mask), and a box can be
+    # A random-init network may predict an empty frame, or one that fills a box (the whole frame,
+    # or with FinetuneConfig.reach a box around the previous mask), and a box can be
     # the whole sticker crop. Give those frames a small L-shaped object, so that every sticker frame
     # has both content and background (what is tested below is the wiring, not the model).
     for t in range(1, T):

@@ -12,10 +12,10 @@ first and the results are usable while propagation continues.
 
 Each frame is predicted independently by the network tuned on all annotated
 frames; the only temporal link is the clean-up against the object of the
-frame before it in the run (`clean_frame`): pixels farther from it than
-`reach` are background, and blobs that do not come near it are dropped
-(`keep_components`), which removes distractors that appear away from the
-object.
+frame before it in the run (`clean_frame`): blobs that do not come near it
+are dropped (`keep_components`), which removes distractors that appear away
+from the object, and optionally (`reach` > 0; off by default) pixels farther
+from it than `reach` are background.
 
 Per-frame work outside the network is kept at the network's resolution: the
 full-resolution output is only the thresholded, upsampled logits (no

@@ -1,0 +1,70 @@
+"""Per-sequence J differences of cross-validated runs against a base run.
+
+    python scripts/plot_cv.py BASE/summary.json A/summary.json [B/summary.json ...] \
+        --labels "base,A,B" --out docs/img/cv_differences.png
+
+Inputs are `scripts/crossval.py eval` summaries (or eval-video --json-out
+files): each run's J minus the base's on every sequence, sequences sorted by
+the base's J, with the mean difference and its standard error in the legend.
+A mean hides whether a change helps most sequences a little or a few a lot;
+this shows which.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def paired(base: dict, run: dict, seqs: list[str]) -> np.ndarray:
+    """J differences in points, one per sequence."""
+    return np.array([100 * (run["per_sequence"][s]["j"] - base["per_sequence"][s]["j"]) for s in seqs])
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("results", nargs="+", type=Path, help="the base run first, then the runs to compare with it")
+    ap.add_argument("--labels", required=True, help="comma list, one per results file")
+    ap.add_argument("--out", type=Path, default=Path("docs/img/cv_differences.png"))
+    args = ap.parse_args(argv)
+    labels = args.labels.split(",")
+    if len(labels) != len(args.results) or len(labels) < 2:
+        ap.error(f"need a base and at least one run, with one label each ({len(labels)} labels, "
+                 f"{len(args.results)} files)")
+    base, *runs = [json.loads(p.read_text()) for p in args.results]
+    seqs = sorted(base["per_sequence"], key=lambda s: base["per_sequence"][s]["j"])
+    for p, r in zip(args.results[1:], runs):
+        missing = set(seqs) - set(r["per_sequence"])
+        if missing:
+            ap.error(f"{p} lacks {sorted(missing)}")
+    x = np.arange(len(seqs))
+    width = 0.8 / len(runs)
+    fig, ax = plt.subplots(figsize=(11, 5.6))
+    for i, (r, name) in enumerate(zip(runs, labels[1:])):
+        d = paired(base, r, seqs)
+        se = d.std(ddof=1) / np.sqrt(len(d))
+        ax.bar(x + (i - (len(runs) - 1) / 2) * width, d, width,
+               label=f"{name}: mean {d.mean():+.2f} (se {se:.2f}), better on {int((d > 0).sum())}/{len(d)}")
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xticks(x, [f"{s} ({100 * base['per_sequence'][s]['j']:.0f})" for s in seqs], rotation=60, ha="right",
+                  fontsize=8)
+    ax.set_ylabel("J difference (points)")
+    ax.set_title(f"Cross-validated J on the DAVIS-2016 training sequences, against {labels[0]} "
+                 f"(J {100 * np.mean([base['per_sequence'][s]['j'] for s in seqs]):.1f}; per sequence in brackets)",
+                 fontsize=10)
+    # Below the axes: inside, it covers the tallest bars.
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.42), ncol=2, fontsize=8, frameon=False)
+    fig.tight_layout()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.out, dpi=120)
+    print(args.out)
+
+
+if __name__ == "__main__":
+    main()
