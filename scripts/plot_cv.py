@@ -7,7 +7,7 @@ Inputs are `scripts/crossval.py eval` summaries (or eval-video --json-out
 files): each run's J minus the base's on every sequence, sequences sorted by
 the base's J, with the mean difference and its standard error in the legend.
 A mean hides whether a change helps most sequences a little or a few a lot;
-this shows which.
+this shows which. The same figures are printed, one line per run.
 """
 from __future__ import annotations
 
@@ -49,6 +49,9 @@ def main(argv=None) -> None:
     for i, (r, name) in enumerate(zip(runs, labels[1:])):
         d = paired(base, r, seqs)
         se = d.std(ddof=1) / np.sqrt(len(d))
+        j = 100 * np.mean([r["per_sequence"][s]["j"] for s in seqs])
+        print(f"{name:24s} J {j:5.2f}  difference {d.mean():+.2f} (se {se:.2f})  "
+              f"better on {int((d > 0).sum())}/{len(d)}, worse on {int((d < 0).sum())}")
         ax.bar(x + (i - (len(runs) - 1) / 2) * width, d, width,
                label=f"{name}: mean {d.mean():+.2f} (se {se:.2f}), better on {int((d > 0).sum())}/{len(d)}")
     ax.axhline(0, color="black", lw=0.8)

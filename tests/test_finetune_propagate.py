@@ -19,8 +19,8 @@ from napari_vidseg.models.vidsegnet import VidSegNet
 from napari_vidseg.types import Progress
 from napari_vidseg.types import InputError
 from napari_vidseg.video.finetune import FinetuneConfig, finetune, input_size
-from napari_vidseg.video.propagate import (FrameResult, apply_coarse_cleanup, drop_distant_blobs,
-                                           plan_order, propagate, wants_bf16)
+from napari_vidseg.video.propagate import (FrameResult, apply_coarse_cleanup, as_float16, drop_distant_blobs,
+                                           near_mask, plan_order, propagate, wants_bf16)
 from napari_vidseg.video.quality import frame_scores, worst_frames
 
 T, H, W, R = 12, 64, 64, 12
@@ -302,6 +302,23 @@ def test_distant_blob_is_dropped_and_the_full_size_mask_follows():
     far[0, 31] = True
     assert np.array_equal(drop_distant_blobs(coarse, far, radius=1), coarse)
     assert apply_coarse_cleanup(full, coarse, coarse) is full
+
+
+def test_near_mask_of_radius_one_is_the_3x3_dilation_up_to_the_border():
+    from scipy import ndimage
+
+    m = np.random.default_rng(3).random((40, 57)) > 0.93
+    m[0, 5] = m[39, 56] = m[17, 0] = True  # on the border: no wrap, no reflection artefact
+    assert np.array_equal(near_mask(m, 1), ndimage.binary_dilation(m, np.ones((3, 3), bool)))
+
+
+def test_float16_copy_matches_numpy_on_subnormals_too():
+    # a probability map's background sits below float16's smallest normal (6.1e-5)
+    p = np.concatenate([np.geomspace(1e-9, 1, 4000), [0.0, 0.3, 0.5, 0.999, 1.0]]).astype(np.float32)
+    p = np.stack([p, p[::-1]])
+    got = as_float16(p)
+    assert got.dtype == np.float16 and got.shape == p.shape
+    assert np.array_equal(got.view(np.uint16), p.astype(np.float16).view(np.uint16))
 
 
 def test_clean_frame_cuts_what_is_out_of_reach_of_the_previous_object():

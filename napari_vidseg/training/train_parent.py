@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..models.registry import select_device
 from ..models.vidsegnet import VidSegNet
 from .common import Logger, freeze_bn_stats, load_pairs, random_crop, save_checkpoint, seg_loss, set_cosine_lr
 
@@ -118,6 +119,7 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--holdout", default=",".join(DEFAULT_HOLDOUT))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default=None, help="cuda, cpu, ... (default: the GPU when there is one)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(args.seed)
@@ -129,7 +131,9 @@ def main(argv=None) -> None:
     log.log(event="data", n_pairs=len(pairs), n_sequences=len(names), holdout=list(holdout))
     model, info = build_parent(args.init)
     log.log(event="init", **info)
-    model = model.to(memory_format=torch.channels_last)
+    device = torch.device(args.device) if args.device else select_device()
+    log.log(event="device", device=str(device))
+    model = model.to(device, memory_format=torch.channels_last)
     # The early encoder stays as it is (ImageNet's, also frozen in the
     # interactive net): one-shot tuning caches its features per frame.
     early = set(id(p) for p in model.encoder.early_parameters())
@@ -150,6 +154,7 @@ def main(argv=None) -> None:
     while progress() < 1:
         set_cosine_lr(opt, base_lrs, progress())
         x, y = sample_batch(pairs, args.size, args.batch, args.frame_side, rng)
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         model.train()
         freeze_bn_stats(model.encoder)  # ImageNet/interactive statistics; the decoder's adapt
         with torch.no_grad():

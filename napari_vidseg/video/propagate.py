@@ -186,8 +186,8 @@ def apply_coarse_cleanup(full: np.ndarray, coarse: np.ndarray, kept: np.ndarray)
     removed = coarse & ~kept
     if not removed.any():
         return full
-    grow = np.ones((3, 3), bool)
-    allowed = ndimage.binary_dilation(kept, grow) | ~ndimage.binary_dilation(removed, grow)
+    # near_mask(m, 1) is the 3x3 dilation, 2.5x faster than ndimage.binary_dilation here.
+    allowed = near_mask(kept, 1) | ~near_mask(removed, 1)
     return full & upsample_nearest(allowed, full.shape)
 
 
@@ -290,16 +290,26 @@ def propagate(net, source, annotated: Mapping[int, np.ndarray], config: Finetune
             announce_cpu_fallback("propagation", f"continuing from frame {block[0]}", old)
             probs = _block_probs(model, imgs, device, use_bf16, (H, W), config.threshold, config.flip)
         small, full = probs
+        small16 = as_float16(small)
         for i, t in enumerate(block):
             # The neighbour closer to the anchor was done before (same run, earlier block or index).
             prev = masks_done.get(t - 1 if _forward(t, annotated) else t + 1)
             mask, masks_done[t] = clean_frame(small[i] > config.threshold, full[i], prev, reach, radius)
-            yield FrameResult(t, mask, small[i].astype(np.float16), confidence_of(small[i], config.threshold))
+            yield FrameResult(t, mask, small16[i], confidence_of(small[i], config.threshold))
         # A mask is kept only while a neighbour still waits for it as its "previous" mask.
         done.update(block)
         for t in [t for t in masks_done if t not in annotated]:
             if all(u in done or u not in wanted for u in (t - 1, t + 1)):
                 del masks_done[t]
+
+
+def as_float16(a: np.ndarray) -> np.ndarray:
+    """float32 -> float16, the same values as numpy's astype, through torch:
+    numpy converts values that become float16 subnormals (below 6e-5, most
+    of a probability map's background) in software, 24 ms for one 864x480
+    map against 0.15 ms here (session 12, AMD EPYC; a quarter of the time
+    of a propagated frame on this CPU, most of it on a GPU)."""
+    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).half().numpy()
 
 
 def wants_bf16(config: FinetuneConfig, device: torch.device) -> bool:
