@@ -307,8 +307,8 @@ def as_float16(a: np.ndarray) -> np.ndarray:
     """float32 -> float16, the same values as numpy's astype, through torch:
     numpy converts values that become float16 subnormals (below 6e-5, most
     of a probability map's background) in software, 24 ms for one 864x480
-    map against 0.15 ms here (session 12, AMD EPYC; a quarter of the time
-    of a propagated frame on this CPU, most of it on a GPU)."""
+    map against 0.15 ms here (session 12, AMD EPYC: a quarter of a
+    propagated frame's time on that CPU, and 15x the network's on a GPU)."""
     return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).half().numpy()
 
 
