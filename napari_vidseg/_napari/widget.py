@@ -45,15 +45,16 @@ On the masks (Labels) layer napari's own brush, eraser and Ctrl+Z work; painted
 edits are stored in the session."""
 
 # The Propagation choices -> FinetuneConfig fields.
-# "quality" runs the network on frames 1.5x larger than the default (864 -> 1280 px on the long side): held
-# out J 70.6 -> 72.0, F 80.5 -> 83.4, at about twice the time per frame. Tuning more layers ("full" mode,
-# still in the library and CLI) did not beat the head held out (69.5 against 70.6), so it is no preset here.
+# "quality" runs the network on frames 1.5x larger than the default (864 -> 1280 px on the long side), at about
+# twice the time per frame: cross-validated on the 30 DAVIS-2016 training sequences J +1.26 (standard error
+# 0.63, 24 of 30 better), with mirrored frames +2.00 (0.64) (session 12, docs/video.md). Tuning more layers
+# ("full" mode, still in the library and CLI) was not better (-0.05, se 1.40), so it is no preset here.
 PROPAGATION_MODES = {
     "fast": dict(mode="head"),
     "fast, int8 (CPU)": dict(mode="head", int8=True),
     "quality (1.5x input)": dict(mode="head", input_long_side=1280),
-    # Each frame and its mirror image, averaged: cross-validated J +0.95 on the 30 DAVIS training sequences
-    # (26 of 30 better), twice the time per frame.
+    # Each frame and its mirror image, averaged: cross-validated J +0.9 on its own (25-26 of 30 better),
+    # twice the network's time per frame.
     "quality (1.5x input, mirrored)": dict(mode="head", input_long_side=1280, flip=True),
 }
 
