@@ -165,6 +165,7 @@ def test_propagation_choice_sets_the_tuning_config(widget_on_video):
 
     default = FinetuneConfig().input_long_side
     assert seen == {"fast": ("head", False, default, False), "fast, int8 (CPU)": ("head", True, default, False),
+                    "mirrored (2x network time)": ("head", False, default, True),
                     "quality (1.5x input)": ("head", False, 1280, False),
                     "quality (1.5x input, mirrored)": ("head", False, 1280, True)}
 

@@ -52,6 +52,11 @@ edits are stored in the session."""
 PROPAGATION_MODES = {
     "fast": dict(mode="head"),
     "fast, int8 (CPU)": dict(mode="head", int8=True),
+    # Mirrored frames at the default size: the one change that is better both cross-validated (J +0.91, se 0.17,
+    # 25 of 30) and on DAVIS val (+0.70 from the true mask, se 0.24, 9 of 10; +0.73 from 8 clicks); the 1.5x
+    # input was better cross-validated but not on val (quality preset from 8 clicks -1.7, se 1.0; session 12,
+    # docs/video.md). 8 frames/s on the 2-core EPYC.
+    "mirrored (2x network time)": dict(mode="head", flip=True),
     "quality (1.5x input)": dict(mode="head", input_long_side=1280),
     # Each frame and its mirror image, averaged: cross-validated J +0.9 on its own (25-26 of 30 better),
     # twice the network's time per frame.
@@ -294,9 +299,10 @@ class VidSegWidget(Container):
         self.redo_btn = PushButton(text="Redo click", tooltip="Redo (Ctrl+Shift+Z)")
         self.status = Label(value="Pick a video layer and press Start.")
         self.quality = ComboBox(label="Propagation", choices=list(PROPAGATION_MODES), value="fast",
-                                tooltip="fast: tune the decoder on cached features; quality: the same on frames "
-                                        "1.5x larger (finer boundaries, about 2x slower); mirrored: each frame "
-                                        "also run mirrored and the two averaged (about +1 J, 2x slower again); "
+                                tooltip="fast: tune the decoder on cached features; mirrored: each frame also run "
+                                        "mirrored and the two averaged (about +0.7-0.9 J, 2x the network's time); "
+                                        "quality: frames 1.5x larger (finer boundaries, about 2x slower; better "
+                                        "on the training sequences, not on DAVIS val); "
                                         "int8: fast, then an int8 network on the CPU (faster per frame after "
                                         "a set-up of 5-30 s, for long videos, on CPUs without native bfloat16; "
                                         "where the CPU has it, bfloat16 is used by default and is faster)")
