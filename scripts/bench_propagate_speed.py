@@ -6,7 +6,9 @@ long enough; --frame-size resizes them (e.g. 1920x1080 to time large frames).
     python scripts/bench_propagate_speed.py --sizes 864,448
     python scripts/bench_propagate_speed.py --sizes 128 --frame-size 1920x1080 --frames 40
 
-Prints one JSON line per (size, option) and a JSON list last.
+Prints one JSON line per (size, option) and a JSON list last. To see where one
+setting's time goes (decoding, resizing, network, clean-up), on a CPU or a GPU,
+use scripts/bench_propagation.py.
 """
 from __future__ import annotations
 

@@ -13,7 +13,9 @@ then one pass over the same blocks stage by stage, each stage alone:
   cleanup  clean_frame (blobs far from the previous mask), the float16 copy and the confidence
 
 The last line is one JSON object (milliseconds per frame for each stage,
-frames per second end to end, seconds of tuning).
+frames per second end to end, seconds of tuning). To compare input sizes and
+inference options (bf16, int8, BatchNorm folding) on frames held in memory,
+use scripts/bench_propagate_speed.py.
 """
 from __future__ import annotations
 
