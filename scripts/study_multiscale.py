@@ -8,6 +8,8 @@ Each input size is a separate cross-validated run that saved its probabilities
             --input-long-side $s --save-probs /tmp/ms/p$s
     done
     python scripts/study_multiscale.py --probs /tmp/ms/p{size} --sizes 320,448,640 --base 448
+    # the control: a second tuning at 448 with another seed (eval-video --seed 1), saved to /tmp/ms/p448s1
+    python scripts/study_multiscale.py --probs /tmp/ms/p{size} --sizes 448,448s1,640 --base 448
 
 Every map is resized (bilinear) to the base size's, averaged, thresholded at
 0.3 and scored against the true masks at that size, frame 0 left out. J at the
@@ -40,12 +42,13 @@ def j_mean(pred: np.ndarray, gt: np.ndarray) -> float:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--probs", required=True, help="folder pattern with {size}, holding <sequence>.npz")
-    ap.add_argument("--sizes", default="320,448,640")
-    ap.add_argument("--base", type=int, default=448)
+    ap.add_argument("--sizes", default="320,448,640",
+                    help="run names substituted for {size} in --probs (e.g. 448,448s1 for a second seed)")
+    ap.add_argument("--base", default="448")
     ap.add_argument("--annotations", type=Path, default=Path("../shared/data/davis2016/Annotations/240p"))
     ap.add_argument("--threshold", type=float, default=0.3)
     args = ap.parse_args(argv)
-    sizes = [int(s) for s in args.sizes.split(",")]
+    sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     if args.base not in sizes:
         ap.error("--base must be one of --sizes")
     combos = [c for n in range(1, len(sizes) + 1) for c in combinations(sizes, n)]
@@ -64,7 +67,7 @@ def main(argv=None) -> None:
         v = 100 * np.array(scores[c])
         d = v - base
         se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
-        print(f"{'+'.join(map(str, c)):14s} J {v.mean():5.2f}  against {args.base} alone {d.mean():+.2f} "
+        print(f"{'+'.join(c):14s} J {v.mean():5.2f}  against {args.base} alone {d.mean():+.2f} "
               f"(se {se:.2f}), better on {int((d > 0).sum())}/{len(d)}")
 
 

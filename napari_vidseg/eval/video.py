@@ -52,6 +52,7 @@ def add_common_arguments(parser) -> None:
     parser.add_argument("--int8", action="store_true", help="int8 copy of the tuned network in CPU propagation")
     parser.add_argument("--flip", action="store_true",
                         help="propagation: average each frame's logits with its mirror image's (2x the time)")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the fine-tuning's augmentation and crops")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--json-out", default=None, help="also write the summary (with per-frame J) here")
 
@@ -69,7 +70,8 @@ def make_config(args):
     from ..video.finetune import FinetuneConfig
 
     cfg = FinetuneConfig()
-    for name in ("mode", "steps", "lr", "n_aug", "batch", "loss", "input_long_side", "threshold", "reach"):
+    for name in ("mode", "steps", "lr", "n_aug", "batch", "loss", "input_long_side", "threshold", "reach",
+                 "seed"):
         v = getattr(args, name, None)
         if v is not None:
             setattr(cfg, name, v)
