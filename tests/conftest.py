@@ -20,6 +20,27 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
 
+def moving_disk(T: int, H: int, W: int, r: int, x0: int, step: int, bg_max: int = 80, seed: int = 0):
+    """A red disk of radius r moving right (centre x0 + step * t, half-way down) over a
+    dark noisy background: (frames uint8 (T, H, W, 3), masks bool (T, H, W))."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:H, :W]
+    bg = (rng.random((H, W, 3)) * bg_max).astype(np.uint8)
+    frames, masks = [], []
+    for t in range(T):
+        m = (xx - (x0 + step * t)) ** 2 + (yy - H // 2) ** 2 <= r * r
+        f = bg.copy()
+        f[m] = (220, 60, 40)
+        frames.append(f)
+        masks.append(m)
+    return np.stack(frames), np.stack(masks)
+
+
+def iou(a, b) -> float:
+    u = np.count_nonzero(a | b)
+    return np.count_nonzero(a & b) / u if u else 1.0
+
+
 #: bit blocks: 4 columns x 2 rows -> up to 256 distinct frames
 _BITS_COLS, _BITS_ROWS = 4, 2
 

@@ -7,12 +7,12 @@ with each other and with the disk, and the tuned network must live on the GPU.
 """
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
+from conftest import iou, moving_disk  # noqa: E402
 from napari_vidseg.models.registry import build  # noqa: E402
 from napari_vidseg.progress import drain  # noqa: E402
 from napari_vidseg.segment.predictor import InteractivePredictor  # noqa: E402
@@ -23,23 +23,8 @@ from napari_vidseg.video.propagate import propagate  # noqa: E402
 CUDA, CPU = torch.device("cuda"), torch.device("cpu")
 
 
-def disk_video(T=10, H=160, W=256, r=28):
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[:H, :W]
-    bg = (rng.random((H, W, 3)) * 90).astype(np.uint8)
-    frames, masks = [], []
-    for t in range(T):
-        m = (xx - (60 + 8 * t)) ** 2 + (yy - H // 2) ** 2 <= r * r
-        f = bg.copy()
-        f[m] = (220, 60, 40)
-        frames.append(f)
-        masks.append(m)
-    return np.stack(frames), np.stack(masks)
-
-
-def iou(a, b):
-    u = np.count_nonzero(a | b)
-    return np.count_nonzero(a & b) / u if u else 1.0
+def disk_video():
+    return moving_disk(T=10, H=160, W=256, r=28, x0=60, step=8, bg_max=90)
 
 
 def test_a_click_gives_the_same_mask_on_the_gpu():

@@ -13,6 +13,8 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import iou, moving_disk
+
 from napari_vidseg.models.quantize import int8_supported
 from napari_vidseg.models.registry import cpu_has_native_bf16
 from napari_vidseg.models.vidsegnet import VidSegNet
@@ -28,17 +30,7 @@ T, H, W, R = 12, 64, 64, 12
 
 def disk_video(T=T, H=H, W=W, r=R, seed=0):
     """A red disk moving right over a dark noisy background."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:H, :W]
-    bg = (rng.random((H, W, 3)) * 80).astype(np.uint8)
-    frames, masks = [], []
-    for t in range(T):
-        m = (xx - (16 + 3 * t)) ** 2 + (yy - H // 2) ** 2 <= r * r
-        f = bg.copy()
-        f[m] = (220, 60, 40)
-        frames.append(f)
-        masks.append(m)
-    return np.stack(frames), np.stack(masks)
+    return moving_disk(T, H, W, r, x0=16, step=3, seed=seed)
 
 
 def random_net(seed=0) -> VidSegNet:
@@ -57,11 +49,6 @@ def random_net(seed=0) -> VidSegNet:
     with torch.no_grad():
         net(torch.from_numpy(video).permute(0, 3, 1, 2).float() / 255)
     return net.eval()
-
-
-def iou(a, b):
-    u = np.count_nonzero(a | b)
-    return np.count_nonzero(a & b) / u if u else 1.0
 
 
 def run_finetune(net, frames, masks, cfg):

@@ -21,6 +21,7 @@ from napari_vidseg.models.device import GPUFallbackWarning, is_gpu_oom, is_out_o
 from napari_vidseg.models.vidsegnet import VidSegNet  # noqa: E402
 from napari_vidseg.segment.predictor import InteractivePredictor  # noqa: E402
 from napari_vidseg.types import Click, Interactions, Progress  # noqa: E402
+from conftest import moving_disk  # noqa: E402
 
 FAKE_GPU = torch.device("meta")
 H, W = 48, 64
@@ -162,17 +163,7 @@ T, VH, VW = 9, 32, 32
 
 
 def disk_video():
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[:VH, :VW]
-    bg = (rng.random((VH, VW, 3)) * 80).astype(np.uint8)
-    frames, masks = [], []
-    for t in range(T):
-        m = (xx - (8 + 2 * t)) ** 2 + (yy - 16) ** 2 <= 36
-        f = bg.copy()
-        f[m] = (220, 60, 40)
-        frames.append(f)
-        masks.append(m)
-    return np.stack(frames), np.stack(masks)
+    return moving_disk(T, VH, VW, r=6, x0=8, step=2)
 
 
 def parent_net():
