@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from napari_vidseg.eval.davis import j_score, open_sequence, scored_frames
-from napari_vidseg.video.propagate import BLOB_REACH, clean_frame, cleanup_radii
+from napari_vidseg.video.propagate import BLOB_REACH, clean_frame, cleanup_radii, near_mask
 
 
 def upsample_logits(prob: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -68,8 +68,6 @@ def crf_refined(image: np.ndarray, logits: np.ndarray, mask: np.ndarray, params)
     """The mask after a dense CRF on the probabilities in a box around it
     (grown by a quarter of its size); the CRF may move the edge by up to 2 % of
     the long side, not add blobs elsewhere."""
-    from scipy import ndimage
-
     from napari_vidseg.segment.crf import refine
 
     if not mask.any():
@@ -81,8 +79,7 @@ def crf_refined(image: np.ndarray, logits: np.ndarray, mask: np.ndarray, params)
     q = refine(np.ascontiguousarray(image[y0:y1, x0:x1, :3]), 1 / (1 + np.exp(-logits[y0:y1, x0:x1])), params)
     out = np.zeros_like(mask)
     out[y0:y1, x0:x1] = q > 0.5
-    near = ndimage.maximum_filter(mask.astype(np.uint8), size=2 * max(4, int(0.02 * max(H, W))) + 1) > 0
-    return out & near
+    return out & near_mask(mask, max(4, int(0.02 * max(H, W))))
 
 
 VARIANTS = {
