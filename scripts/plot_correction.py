@@ -10,11 +10,8 @@ import argparse
 import json
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
+from figures import plt, save_figure
 
 PAPER = {"0": 50.4, "1": 63.8, "4": 75.7, "10": 82.2}
 
@@ -38,10 +35,7 @@ def main(argv=None) -> None:
     ax.set_ylim(0, 100)
     ax.set_title("Worst-frame correction, DAVIS-2016 val (10 dev sequences)", fontsize=10)
     ax.legend(loc="upper left", fontsize=8)
-    fig.tight_layout()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out, dpi=120)
-    print(args.out)
+    save_figure(fig, args.out)
 
 
 if __name__ == "__main__":

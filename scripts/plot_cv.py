@@ -15,11 +15,8 @@ import argparse
 import json
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
+from figures import plt, save_figure
 
 
 def paired(base: dict, run: dict, seqs: list[str]) -> np.ndarray:
@@ -63,10 +60,7 @@ def main(argv=None) -> None:
                  fontsize=10)
     # Below the axes: inside, it covers the tallest bars.
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.42), ncol=2, fontsize=8, frameon=False)
-    fig.tight_layout()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out, dpi=120)
-    print(args.out)
+    save_figure(fig, args.out)
 
 
 if __name__ == "__main__":

@@ -9,11 +9,8 @@ import argparse
 import json
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
+from figures import plt, save_figure
 
 
 def main(argv=None) -> None:
@@ -44,10 +41,7 @@ def main(argv=None) -> None:
     ax.set_title("DAVIS-2016 val (10 dev sequences, 480p): one-shot propagation")
     # Below the axes: inside, it covers the bars of the first sequences.
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2, fontsize=8, frameon=False)
-    fig.tight_layout()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out, dpi=120)
-    print(args.out)
+    save_figure(fig, args.out)
 
 
 if __name__ == "__main__":
