@@ -4,13 +4,15 @@
 
 Tunes the shipped parent on the sequence's true first mask, then times
 `propagate()` end to end `--repeat` times (each on a fresh source, so frames
-are decoded again; the first run also pays for a GPU's lazily loaded kernels),
-then one pass over the same blocks stage by stage, each stage alone:
+are decoded again; the first run also pays for a GPU's lazily loaded kernels).
+Each run also reports, through propagate's `timings`, where its time went:
 
   read     the lazy source's frames (JPEG or video decoding)
   resize   to the network's input size
   network  to the device, the forward pass, logits upsampled and thresholded, back to the host
   cleanup  clean_frame (blobs far from the previous mask), the float16 copy and the confidence
+
+The stages printed are the last run's.
 
 The last line is one JSON object (milliseconds per frame for each stage,
 frames per second end to end, seconds of tuning). To compare input sizes and
@@ -25,49 +27,12 @@ import platform
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
-
-
-def stage_times(tuned, source, first_mask, cfg, device) -> dict:
-    """Milliseconds per frame of each stage, run one after another over the propagation's blocks."""
-    from napari_vidseg.video.finetune import input_size, resize_mask, resize_rgb
-    from napari_vidseg.video.propagate import (BLOB_REACH, _block_probs, clean_frame, cleanup_radii,
-                                               as_float16, confidence_of, prepare_for_inference,
-                                               wants_bf16)
-
-    model = prepare_for_inference(tuned, cfg, device)
-    first = source.frames(0, 1)[0]
-    H, W = first.shape[:2]
-    size = input_size(H, W, cfg.input_long_side)
-    reach, radius = cleanup_radii(size, cfg.reach, BLOB_REACH if cfg.keep_components else None)
-    bf16 = wants_bf16(cfg, device)
-    n = len(source)
-    spent = dict(read=0.0, resize=0.0, network=0.0, cleanup=0.0)
-    prev = resize_mask(first_mask, size) > 0.5
-    for lo in range(1, n, cfg.batch_infer):
-        hi = min(lo + cfg.batch_infer, n)
-        t0 = time.perf_counter()
-        clip = [np.asarray(f)[..., :3] for f in source.frames(lo, hi)]
-        t1 = time.perf_counter()
-        imgs = np.stack([resize_rgb(f, size) for f in clip])
-        t2 = time.perf_counter()
-        small, full = _block_probs(model, imgs, device, bf16, (H, W), cfg.threshold, cfg.flip)
-        sync(device)
-        t3 = time.perf_counter()
-        as_float16(small)
-        for i in range(len(imgs)):
-            mask, prev = clean_frame(small[i] > cfg.threshold, full[i], prev, reach, radius)
-            confidence_of(small[i], cfg.threshold)
-        t4 = time.perf_counter()
-        for k, dt in zip(spent, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
-            spent[k] += dt
-    return {k: round(1000 * v / max(n - 1, 1), 1) for k, v in spent.items()}
 
 
 def main(argv=None) -> None:
@@ -80,12 +45,14 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--input-long-side", type=int, default=None)
     ap.add_argument("--flip", action="store_true")
+    ap.add_argument("--scales", default=None, help="comma list of multiples of the input size, e.g. 1,1.5")
     ap.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None)
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
 
     from napari_vidseg.eval.davis import Sequence
+    from napari_vidseg.eval.video import parse_scales
     from napari_vidseg.models.registry import build, select_device
     from napari_vidseg.progress import drain
     from napari_vidseg.video.finetune import FinetuneConfig, finetune
@@ -95,6 +62,8 @@ def main(argv=None) -> None:
     cfg = FinetuneConfig(flip=args.flip, bf16=args.bf16)
     if args.input_long_side:
         cfg.input_long_side = args.input_long_side
+    if args.scales:
+        cfg.scales = parse_scales(args.scales)
     seq = Sequence(args.sequence, args.davis_root / "JPEGImages" / args.resolution / args.sequence,
                    args.davis_root / "Annotations" / args.resolution / args.sequence)
     first_mask = seq.masks()[0]
@@ -110,18 +79,18 @@ def main(argv=None) -> None:
         tune_s.append(round(time.perf_counter() - t0, 2))
     fps = []
     for _ in range(args.repeat):
-        source = seq.source()
+        source, spent = seq.source(), {}
         t0 = time.perf_counter()
-        n = sum(not r.annotated for r in propagate(tuned, source, {0: first_mask}, cfg))
+        n = sum(not r.annotated for r in propagate(tuned, source, {0: first_mask}, cfg, timings=spent))
         fps.append(round(n / (time.perf_counter() - t0), 2))
-    stages = stage_times(tuned, seq.source(), first_mask, cfg, device)
+    stages = {k: round(1000 * v / max(n, 1), 1) for k, v in spent.items()}
     for k, v in stages.items():
         print(f"{k:8s} {v:7.1f} ms/frame")
     print(f"sum      {sum(stages.values()):7.1f} ms/frame; end to end {fps} frames/s; tuning {tune_s} s")
     name = torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or platform.machine()
     print(json.dumps({"sequence": args.sequence, "device": str(device), "device_name": name,
                       "torch_threads": torch.get_num_threads(), "input_long_side": cfg.input_long_side,
-                      "flip": cfg.flip, "bf16": cfg.bf16, "stages_ms": stages, "propagate_fps": fps,
+                      "flip": cfg.flip, "scales": list(cfg.scales), "bf16": cfg.bf16, "stages_ms": stages, "propagate_fps": fps,
                       "finetune_seconds": tune_s}))
 
 

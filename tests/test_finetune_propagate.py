@@ -205,6 +205,54 @@ def test_flip_averaging_makes_propagation_mirror_equivariant(tuned):
     assert any(np.abs(flipped[t] - plain[t]).max() > 1e-3 for t in range(1, T))
 
 
+def test_multiscale_propagation_averages_the_logits_of_each_scale(tuned):
+    """scales=(1, 1.5): each frame's logits are the mean of the network's at the
+    input size and at 1.5x it (brought back to the input size); one scale
+    gives the single-scale probabilities exactly."""
+    import torch.nn.functional as F
+
+    from napari_vidseg.video.propagate import prepare_for_inference
+
+    video, truth, net, before, out, progress, cfg = tuned
+    cfg = replace(cfg, bf16=False, int8=False)
+    one = {r.t: r.prob.astype(np.float32) for r in propagate(out, video, {0: truth[0]}, cfg)}
+    two = {r.t: r.prob.astype(np.float32) for r in propagate(out, video, {0: truth[0]},
+                                                             replace(cfg, scales=(1.0, 1.5)))}
+    model = prepare_for_inference(out, cfg)
+    h, w = input_size(H, W, cfg.input_long_side)
+    big = input_size(H, W, int(cfg.input_long_side * 1.5))
+    assert big != (h, w)
+    with torch.no_grad():
+        x = torch.from_numpy(video[1:3]).permute(0, 3, 1, 2).float() / 255
+        x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
+        l1 = model(x)
+        l2 = F.interpolate(model(F.interpolate(x, size=big, mode="bilinear", align_corners=False)),
+                           size=(h, w), mode="bilinear", align_corners=False)
+        expect = torch.sigmoid((l1 + l2) / 2)[:, 0].numpy()
+        single = torch.sigmoid(l1)[:, 0].numpy()
+    for i, t in enumerate((1, 2)):
+        assert np.abs(two[t] - expect[i]).max() < 2e-3  # float16 storage
+        assert np.abs(one[t] - single[i]).max() < 2e-3
+    assert max(np.abs(two[t] - one[t]).max() for t in (1, 2)) > 1e-2  # the second scale changes something
+    assert np.mean([iou(two[t] > 0.5, truth[t]) for t in range(1, T)]) > 0.7
+
+
+def test_propagation_reports_where_its_time_went(tuned):
+    video, truth, net, before, out, progress, cfg = tuned
+    spent = {}
+    timed = {r.t: r.mask for r in propagate(out, video, {0: truth[0]}, cfg, timings=spent)}
+    plain = {r.t: r.mask for r in propagate(out, video, {0: truth[0]}, cfg)}
+    assert all(np.array_equal(timed[t], plain[t]) for t in range(T))
+    assert set(spent) == {"read", "resize", "network", "cleanup"}
+    assert all(v >= 0 for v in spent.values()) and spent["network"] > 0
+
+
+@pytest.mark.parametrize("scales", [(), (0.0,), (1.0, 9.0)])
+def test_bad_scales_are_refused(scales):
+    with pytest.raises(InputError, match="scales"):
+        FinetuneConfig(scales=scales).check()
+
+
 def test_bf16_is_on_by_default_only_where_the_cpu_computes_it_natively():
     flags = "processor\t: 0\nflags\t\t: fpu sse avx2 avx512f {}\nbogomips\t: 5000\n"
     assert cpu_has_native_bf16(flags.format("avx512_bf16 avx512_vnni"))

@@ -39,3 +39,31 @@ def test_fixed_step_count_holds_out_the_named_sequences(tmp_path):
     data_event = next(e for e in log if e.get("event") == "data")
     assert data_event["n_sequences"] == 2 and data_event["holdout"] == ["b"]
     assert data_event["n_pairs"] == 6
+
+
+def _trained(tmp_path, extra):
+    data, out = tmp_path / "davis", tmp_path / "run"
+    _fake_davis(data, ["a", "b"])
+    init = tmp_path / "interactive.pt"
+    torch.manual_seed(0)
+    start = VidSegNet(in_channels=6).state_dict()
+    torch.save(start, init)
+    train_parent.main(["--data", str(data), "--out", str(out), "--init", str(init), "--steps", "2",
+                       "--size", "32", "--frame-side", "48", "--batch", "2", "--threads", "1",
+                       "--holdout", "", "--lr", "1e-2", *extra])
+    after = torch.load(out / "last.pt", map_location="cpu", weights_only=False)["model"]
+    return start, after
+
+
+def _changed(start, after, prefix):
+    return any(not torch.equal(start[k].float(), after[k].float()) for k in after
+               if k.startswith(prefix) and "running_" not in k and "num_batches" not in k)
+
+
+def test_early_encoder_is_frozen_unless_training_starts_earlier(tmp_path):
+    start, after = _trained(tmp_path / "frozen", [])
+    assert not _changed(start, after, "encoder._blocks.5.")
+    assert _changed(start, after, "encoder._blocks.11.") and _changed(start, after, "decoder.")
+    start, after = _trained(tmp_path / "from5", ["--train-early-from", "5"])
+    assert not _changed(start, after, "encoder._blocks.4.") and not _changed(start, after, "encoder._conv_stem.")
+    assert _changed(start, after, "encoder._blocks.5.") and _changed(start, after, "encoder._blocks.10.")

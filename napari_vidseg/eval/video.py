@@ -52,6 +52,9 @@ def add_common_arguments(parser) -> None:
     parser.add_argument("--int8", action="store_true", help="int8 copy of the tuned network in CPU propagation")
     parser.add_argument("--flip", action="store_true",
                         help="propagation: average each frame's logits with its mirror image's (2x the time)")
+    parser.add_argument("--scales", default=None,
+                        help="propagation: comma list of multiples of the input size whose logits are averaged, "
+                             "e.g. 1,1.5 (default: 1)")
     parser.add_argument("--seed", type=int, default=None, help="seed of the fine-tuning's augmentation and crops")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--json-out", default=None, help="also write the summary (with per-frame J) here")
@@ -79,8 +82,19 @@ def make_config(args):
     cfg.bf16 = getattr(args, "bf16", None)
     cfg.int8 = bool(getattr(args, "int8", False))
     cfg.flip = bool(getattr(args, "flip", False))
+    if getattr(args, "scales", None):
+        cfg.scales = parse_scales(args.scales)
     cfg.check()
     return cfg
+
+
+def parse_scales(text: str) -> tuple[float, ...]:
+    from ..types import InputError
+
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise InputError(f"--scales takes a comma list of numbers such as 1,1.5, got {text!r}") from None
 
 
 def sequences_of(args) -> list[str]:

@@ -103,6 +103,21 @@ def sample_batch(pairs, size, batch, frame_side, rng):
     return x.contiguous(memory_format=torch.channels_last), y
 
 
+def frozen_early_parameters(model: VidSegNet, train_from: int | None):
+    """The early encoder's parameters that stay frozen: all of them, or the
+    stem and the blocks before index `train_from`."""
+    enc = model.encoder
+    if train_from is None:
+        yield from enc.early_parameters()
+        return
+    if not 0 <= train_from <= enc.EARLY_END:
+        raise SystemExit(f"--train-early-from must be a block index from 0 to {enc.EARLY_END}, got {train_from}")
+    yield from enc._conv_stem.parameters()
+    yield from enc._bn0.parameters()
+    for i in range(train_from):
+        yield from enc._blocks[i].parameters()
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=Path("../shared/data/davis2016"))
@@ -119,6 +134,10 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--holdout", default=",".join(DEFAULT_HOLDOUT))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--train-early-from", type=int, default=None, metavar="BLOCK",
+                    help="also train the encoder's early blocks from this index on (the stride-16 stage starts "
+                         "at 5, stride 8 at 3); default: none, the early encoder stays ImageNet's. One-shot "
+                         "tuning still caches the early features: they are frozen there either way")
     ap.add_argument("--device", default=None, help="cuda, cpu, ... (default: the GPU when there is one)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -135,10 +154,12 @@ def main(argv=None) -> None:
     log.log(event="device", device=str(device))
     model = model.to(device, memory_format=torch.channels_last)
     # The early encoder stays as it is (ImageNet's, also frozen in the
-    # interactive net): one-shot tuning caches its features per frame.
-    early = set(id(p) for p in model.encoder.early_parameters())
-    for p in model.encoder.early_parameters():
-        p.requires_grad_(False)
+    # interactive net) unless --train-early-from says where training starts:
+    # one-shot tuning caches its features per frame either way.
+    early = set(id(p) for p in frozen_early_parameters(model, args.train_early_from))
+    for p in model.parameters():
+        if id(p) in early:
+            p.requires_grad_(False)
     enc_params = [p for p in model.encoder.parameters() if id(p) not in early]
     dec_params = list(model.decoder.parameters())
     base_lrs = (args.lr * 0.3, args.lr)
@@ -157,7 +178,8 @@ def main(argv=None) -> None:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         model.train()
         freeze_bn_stats(model.encoder)  # ImageNet/interactive statistics; the decoder's adapt
-        with torch.no_grad():
+        # Autograd records nothing through the frozen blocks (no input needs a gradient).
+        with torch.set_grad_enabled(args.train_early_from is not None):
             early_feats = model.early_features(x)
         loss = seg_loss(model.from_early(early_feats, x), y)
         opt.zero_grad()

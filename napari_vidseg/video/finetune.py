@@ -79,6 +79,9 @@ class FinetuneConfig:
     # frame; cross-validated on the 30 DAVIS-2016 training sequences (scripts/crossval.py, session 10):
     # J +0.95 (standard error 0.17), better on 26 of 30. Off by default to keep 10 frames/s on a 2-core CPU.
     flip: bool = False
+    # propagation: average the logits of the frame seen at these multiples of input_long_side (each resized
+    # back to the main size), e.g. (1.0, 1.5). One tuning, at input_long_side, serves every scale.
+    scales: tuple[float, ...] = (1.0,)
     # The tuned network is conservative (the object is the rarer class): 0.3 beat 0.5 by 1.3 J held out
     # (3 sequences); cross-validated (30): 0.2 / 0.3 / 0.4 / 0.5 within 0.4 J of each other.
     threshold: float = 0.3
@@ -94,6 +97,8 @@ class FinetuneConfig:
             raise InputError(f"the mask threshold must be between 0 and 1 (exclusive), got {self.threshold}")
         if not 0 <= self.reach < 1:
             raise InputError(f"reach must be a fraction of the frame's long side in [0, 1), got {self.reach}")
+        if not self.scales or any(not 0.25 <= float(x) <= 4 for x in self.scales):
+            raise InputError(f"scales must be multiples of the input size between 0.25 and 4, got {self.scales}")
         if self.steps < 0 or self.n_aug < 1 or self.batch < 1 or self.input_long_side < 32:
             raise InputError("steps >= 0, n_aug >= 1, batch >= 1 and input_long_side >= 32 are required")
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import time
 import warnings
 from dataclasses import dataclass
 from typing import Generator, Mapping, Sequence
@@ -239,11 +240,19 @@ def _autocast(device: torch.device, enabled: bool):
 
 
 def propagate(net, source, annotated: Mapping[int, np.ndarray], config: FinetuneConfig | None = None,
-              frames: Sequence[int] | None = None) -> Generator[FrameResult, None, None]:
+              frames: Sequence[int] | None = None,
+              timings: dict[str, float] | None = None) -> Generator[FrameResult, None, None]:
     """Yield a FrameResult for every frame in `frames` (default: all): first the
     annotated frames (their masks, unchanged), then the others outward from
-    them. Close the generator to cancel; nothing is left running."""
+    them. Close the generator to cancel; nothing is left running.
+
+    timings: a dict that gets the seconds spent in each stage added to it:
+    "read" (the source's frames), "resize", "network" (to the device, the
+    forward pass, back to the host) and "cleanup" (clean_frame, the float16
+    copy, the confidence); the consumer's time between frames is not counted
+    (scripts/bench_propagation.py)."""
     config = config or FinetuneConfig()
+    clock = _StageClock(timings)
     src = _as_source(source)
     n = len(src)
     first = src.frames(0, 1)[0] if n else None
@@ -256,6 +265,7 @@ def propagate(net, source, annotated: Mapping[int, np.ndarray], config: Finetune
     device = torch.device(config.device) if config.device else next(net.parameters()).device
     model = prepare_for_inference(net, config, device)
     size = input_size(H, W, config.input_long_side)
+    sizes = scaled_sizes(H, W, config)
     wanted = set(range(n)) if frames is None else set(int(t) for t in frames)
     plan = plan_order(n, list(annotated), sorted(wanted), config.batch_infer)
     # The clean-up works at the network's resolution: masks_done holds coarse masks.
@@ -269,15 +279,19 @@ def propagate(net, source, annotated: Mapping[int, np.ndarray], config: Finetune
     want_int8 = config.int8 and device.type == "cpu"
     use_bf16 = wants_bf16(config, device)
     done = set(annotated)
+    clock.restart()
     for block in plan:
         lo, hi = min(block), max(block)
         clip = src.frames(lo, hi + 1)
-        imgs = np.stack([resize_rgb(np.asarray(clip[t - lo])[..., :3], size) for t in block])
+        clip = [np.asarray(clip[t - lo])[..., :3] for t in block]
+        clock.lap("read")
+        imgs = np.stack([resize_rgb(f, size) for f in clip])
+        clock.lap("resize")
         if want_int8:
             # Calibrated on the first block: the video's own frames at the size that will be run.
             model, want_int8 = _int8_or_float(net, model, to_tensor(imgs, CPU)), False
         try:
-            probs = _block_probs(model, imgs, device, use_bf16, (H, W), config.threshold, config.flip)
+            probs = _block_probs(model, imgs, device, use_bf16, (H, W), config.threshold, config.flip, sizes)
         except Exception as e:
             if not is_gpu_oom(e, device):
                 raise
@@ -288,19 +302,50 @@ def propagate(net, source, annotated: Mapping[int, np.ndarray], config: Finetune
             model, old, device = model.to(CPU), device, CPU
             use_bf16 = wants_bf16(config, device)
             announce_cpu_fallback("propagation", f"continuing from frame {block[0]}", old)
-            probs = _block_probs(model, imgs, device, use_bf16, (H, W), config.threshold, config.flip)
+            probs = _block_probs(model, imgs, device, use_bf16, (H, W), config.threshold, config.flip, sizes)
         small, full = probs
+        clock.lap("network")
         small16 = as_float16(small)
+        results = []
         for i, t in enumerate(block):
             # The neighbour closer to the anchor was done before (same run, earlier block or index).
             prev = masks_done.get(t - 1 if _forward(t, annotated) else t + 1)
             mask, masks_done[t] = clean_frame(small[i] > config.threshold, full[i], prev, reach, radius)
-            yield FrameResult(t, mask, small16[i], confidence_of(small[i], config.threshold))
+            results.append(FrameResult(t, mask, small16[i], confidence_of(small[i], config.threshold)))
+        clock.lap("cleanup")
+        for r in results:
+            yield r
+        clock.restart()  # the consumer's time is not propagation's
         # A mask is kept only while a neighbour still waits for it as its "previous" mask.
         done.update(block)
         for t in [t for t in masks_done if t not in annotated]:
             if all(u in done or u not in wanted for u in (t - 1, t + 1)):
                 del masks_done[t]
+
+
+class _StageClock:
+    """Adds the seconds since the last lap to `timings[stage]`; does nothing
+    without a dict. The network stage ends when its results are on the host,
+    so a GPU's queued work is counted there."""
+
+    def __init__(self, timings: dict[str, float] | None):
+        self.timings = timings
+        self.restart()
+
+    def restart(self) -> None:
+        self.t = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        if self.timings is not None:
+            now = time.perf_counter()
+            self.timings[stage] = self.timings.get(stage, 0.0) + now - self.t
+            self.t = now
+
+
+def scaled_sizes(height: int, width: int, config: FinetuneConfig) -> list[tuple[int, int]]:
+    """The network input sizes a (height, width) video is seen at: one per
+    entry of config.scales, a multiple of config.input_long_side."""
+    return [input_size(height, width, int(round(config.input_long_side * float(s)))) for s in config.scales]
 
 
 def as_float16(a: np.ndarray) -> np.ndarray:
@@ -337,22 +382,43 @@ def _int8_or_float(net, model, calibration: torch.Tensor):
 
 
 def _block_probs(model, imgs: np.ndarray, device: torch.device, bf16: bool,
-                 frame_size: tuple[int, int], threshold: float = 0.5,
-                 flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                 frame_size: tuple[int, int], threshold: float = 0.5, flip: bool = False,
+                 sizes: Sequence[tuple[int, int]] = ()) -> tuple[np.ndarray, np.ndarray]:
     """A block of resized frames -> foreground probabilities (N, h, w) at the
     network's size and masks (N, H, W) bool at the frame's size: the logits
     upsampled (sharper edges than upsampled probabilities) and compared with
     the threshold's logit, so no full-size probability map is ever made.
-    flip: the logits averaged with those of the mirrored frames."""
+    flip: the logits averaged with those of the mirrored frames. sizes: the
+    input sizes the frames are seen at, logits averaged at the frames' size
+    (empty: their own size only)."""
     with torch.inference_mode(), _autocast(device, bf16):
         x = to_tensor(imgs, device)
-        logits = model(x).float()
-        if flip:
-            logits = (logits + model(x.flip(-1)).float().flip(-1)) / 2
+        logits = _multiscale_logits(model, x, flip, sizes or [tuple(x.shape[-2:])])
         small = torch.sigmoid(logits)[:, 0].cpu().numpy()
         cut = math.log(threshold / (1 - threshold))
         full = F.interpolate(logits, size=frame_size, mode="bilinear", align_corners=False)[:, 0] > cut
     return small, full.cpu().numpy()
+
+
+def _multiscale_logits(model, x: torch.Tensor, flip: bool, sizes: Sequence[tuple[int, int]]) -> torch.Tensor:
+    """The mean of the logits of `x` resized to each of `sizes` (and of its
+    mirror image with `flip`), each brought back to x's size. The resized
+    inputs come from x, not from the original frame: at the sizes used (the
+    frame's own size and up) that is the same upsampling."""
+    h, w = x.shape[-2:]
+    total = None
+    for size in sizes:
+        xs = x
+        if tuple(size) != (h, w):
+            xs = F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False,
+                               antialias=size[0] < h).contiguous(memory_format=torch.channels_last)
+        out = model(xs).float()
+        if flip:
+            out = (out + model(xs.flip(-1)).float().flip(-1)) / 2
+        if out.shape[-2:] != (h, w):
+            out = F.interpolate(out, size=(h, w), mode="bilinear", align_corners=False)
+        total = out if total is None else total + out
+    return total / len(sizes)
 
 
 def _forward(t: int, annotated: Mapping[int, np.ndarray]) -> bool:
