@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 from figures import plt, save_figure
+from paired_stats import paired_summary
 
 
 def paired(base: dict, run: dict, seqs: list[str]) -> np.ndarray:
@@ -45,12 +46,12 @@ def main(argv=None) -> None:
     fig, ax = plt.subplots(figsize=(11, 5.6))
     for i, (r, name) in enumerate(zip(runs, labels[1:])):
         d = paired(base, r, seqs)
-        se = d.std(ddof=1) / np.sqrt(len(d))
+        st = paired_summary(d)
         j = 100 * np.mean([r["per_sequence"][s]["j"] for s in seqs])
-        print(f"{name:24s} J {j:5.2f}  difference {d.mean():+.2f} (se {se:.2f})  "
-              f"better on {int((d > 0).sum())}/{len(d)}, worse on {int((d < 0).sum())}")
+        print(f"{name:24s} J {j:5.2f}  difference {st.mean:+.2f} (se {st.se:.2f})  "
+              f"better on {st.better}/{st.n}, worse on {st.worse}")
         ax.bar(x + (i - (len(runs) - 1) / 2) * width, d, width,
-               label=f"{name}: mean {d.mean():+.2f} (se {se:.2f}), better on {int((d > 0).sum())}/{len(d)}")
+               label=f"{name}: mean {st.mean:+.2f} (se {st.se:.2f}), better on {st.better}/{st.n}")
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xticks(x, [f"{s} ({100 * base['per_sequence'][s]['j']:.0f})" for s in seqs], rotation=60, ha="right",
                   fontsize=8)

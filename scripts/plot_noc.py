@@ -10,10 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # no screen needed
-import matplotlib.pyplot as plt  # noqa: E402
+from figures import plt, save_figure
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "docs" / "img" / "miou_per_click.png"
 NAMES = {"ours": "ours (VidSegNet + CRF)", "grabcut": "GrabCut (OpenCV)"}
@@ -52,9 +49,7 @@ def plot(files: list[Path], out: Path, title: str | None = None) -> Path:
     ax.grid(alpha=0.3)
     ax.set_title(title or ("refinement from an imperfect mask" if refine else "mIoU per click"))
     ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
+    save_figure(fig, out)
     plt.close(fig)
     return out
 
@@ -65,7 +60,7 @@ def main(argv=None) -> int:
     p.add_argument("-o", "--out", type=Path, default=DEFAULT_OUT, help=f"PNG to write (default {DEFAULT_OUT})")
     p.add_argument("--title", default=None)
     args = p.parse_args(argv)
-    print(plot(args.json, args.out, args.title))
+    plot(args.json, args.out, args.title)
     return 0
 
 

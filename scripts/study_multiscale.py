@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from paired_stats import paired_summary
+
 
 def resize_probs(p: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     if p.shape[1:] == hw:
@@ -65,10 +67,9 @@ def main(argv=None) -> None:
     base = 100 * np.array(scores[(args.base,)])
     for c in combos:
         v = 100 * np.array(scores[c])
-        d = v - base
-        se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
-        print(f"{'+'.join(c):14s} J {v.mean():5.2f}  against {args.base} alone {d.mean():+.2f} "
-              f"(se {se:.2f}), better on {int((d > 0).sum())}/{len(d)}")
+        st = paired_summary(v - base)
+        print(f"{'+'.join(c):14s} J {v.mean():5.2f}  against {args.base} alone {st.mean:+.2f} "
+              f"(se {st.se:.2f}), better on {st.better}/{st.n}")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from napari_vidseg.eval.davis import j_score, open_sequence, scored_frames
 from napari_vidseg.video.propagate import BLOB_REACH, clean_frame, cleanup_radii, near_mask
+from paired_stats import paired_summary
 
 
 def upsample_logits(prob: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -156,8 +157,8 @@ def main(argv=None) -> int:
         row = table[name]
         paired = ""
         if ref is not None and name != args.base and len(seqs) > 1:
-            d = 100 * np.array([row[s] - ref[s] for s in seqs])
-            paired = f"{d.mean():+.2f} ({d.std(ddof=1) / np.sqrt(len(d)):.2f}, {int((d > 0).sum())}/{len(d)})"
+            st = paired_summary(100 * np.array([row[s] - ref[s] for s in seqs]))
+            paired = f"{st.mean:+.2f} ({st.se:.2f}, {st.better}/{st.n})"
         print(f"{name:32s} {100 * np.mean(list(row.values())):7.1f} {paired:>24s}  "
               + " ".join(f"{100 * row[s]:10.1f}" for s in seqs))
     return 0
