@@ -424,6 +424,58 @@ def test_low_confidence_ranks_worst_when_masks_agree():
     assert worst_frames(frame_scores(masks, conf), 2)[0] == 3
 
 
+def test_confident_frames_are_the_best_scores_kept_apart():
+    from napari_vidseg.video.quality import confident_frames
+
+    scores = {t: s for t, s in enumerate([1.0, 0.9, 0.95, 0.5, 0.2, 0.8, 0.85, 0.3, 0.7, 0.6])}
+    # Frame 0 is annotated; 2 is the best other frame, 1 is too close to both, 6 is next.
+    assert confident_frames(scores, 2, exclude=[0], gap=2) == [2, 6]
+    assert confident_frames(scores, 5, exclude=[0], gap=3) == [6, 9, 3]  # then none far enough from these
+    assert confident_frames(scores, 0, exclude=[0]) == []
+
+
+def test_self_training_tunes_again_on_trusted_propagated_masks(tuned, monkeypatch):
+    """eval-video --self-train 1: a second tuning on the annotated frame and
+    the most trusted propagated one, far from it, then a second propagation."""
+    import napari_vidseg.video.finetune as ft_mod
+    from napari_vidseg.eval import video as ev
+
+    video, truth, net, before, out, progress, cfg = tuned
+    seen = []
+    real = ft_mod.finetune
+
+    def spy(parent, frames, masks, config=None):
+        seen.append(len(frames))
+        return real(parent, frames, masks, config)
+
+    monkeypatch.setattr(ft_mod, "finetune", spy)
+
+    class Seq:
+        def source(self):
+            return _Src(video)
+
+    masks, conf, ft, prop, n_pred = ev.run_sequence(net, Seq(), cfg, truth[0], self_train=1)
+    assert seen == [1, 2]
+    assert sorted(masks) == list(range(T)) and n_pred == T - 1
+    assert np.mean([iou(masks[t], truth[t]) for t in range(1, T)]) > 0.7
+
+
+class _Src:
+    """What run_sequence reads of a source: frames(start, stop) and frame(t)."""
+
+    def __init__(self, video):
+        self.video = video
+
+    def __len__(self):
+        return len(self.video)
+
+    def frames(self, start, stop):
+        return self.video[start:stop]
+
+    def frame(self, t):
+        return self.video[t]
+
+
 # -- evaluation ------------------------------------------------------------------
 def test_j_and_f_of_identical_masks_are_one():
     from napari_vidseg.eval.davis import f_score, j_score

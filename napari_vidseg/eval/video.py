@@ -64,6 +64,9 @@ def configure(parser) -> None:
     add_common_arguments(parser)
     parser.add_argument("--init", default="mask", help="mask (the true first mask) or clicks:N (robot clicks)")
     parser.add_argument("--no-crf", action="store_true", help="no dense CRF in the click initialisation")
+    parser.add_argument("--self-train", type=int, default=0, metavar="K",
+                        help="after propagating, tune again with the K most trusted propagated masks as extra "
+                             "annotations and propagate again (a study; about twice the time)")
     parser.add_argument("--save-probs", default=None, metavar="DIR",
                         help="also write each sequence's probabilities at the network's size to DIR/<seq>.npz "
                              "(for studying post-processing without running the network again)")
@@ -145,29 +148,42 @@ def clicks_init(predictor, frame: np.ndarray, truth: np.ndarray, n_clicks: int) 
 
 
 def run_sequence(parent, seq, cfg, init_mask: np.ndarray, annotated_extra: dict | None = None,
-                 probs: dict | None = None):
+                 probs: dict | None = None, self_train: int = 0):
     """Fine-tune on frame 0 (+ extra annotated frames), propagate; returns
     (masks {t: mask}, confidence {t: c}, finetune seconds, propagate seconds, frames predicted).
-    `probs`, when given, is filled with {t: probability at the network's size}."""
+    `probs`, when given, is filled with {t: probability at the network's size}.
+    self_train > 0: then tune again with that many of the most trusted
+    propagated masks as extra annotations and propagate again (the times
+    are the sums of both passes)."""
     from ..progress import drain
     from ..video.finetune import finetune
     from ..video.propagate import propagate
+    from ..video.quality import confident_frames, frame_scores
 
     source = seq.source()
     annotated = {0: init_mask, **(annotated_extra or {})}
-    frames = [source.frame(t) for t in sorted(annotated)]
-    t0 = time.perf_counter()
-    tuned = drain(finetune(parent, frames, [annotated[t] for t in sorted(annotated)], cfg), quiet=True)
-    ft = time.perf_counter() - t0
-    masks, conf, n_pred = {}, {}, 0
-    t0 = time.perf_counter()
-    for r in propagate(tuned, source, annotated, cfg):
-        masks[r.t] = r.mask
-        conf[r.t] = r.confidence
-        if probs is not None:
-            probs[r.t] = r.prob
-        n_pred += not r.annotated
-    prop = time.perf_counter() - t0
+    ft = prop = 0.0
+    extra: dict = {}
+    for _ in range(2 if self_train else 1):
+        tune_on = {**extra, **annotated}
+        frames = [source.frame(t) for t in sorted(tune_on)]
+        t0 = time.perf_counter()
+        tuned = drain(finetune(parent, frames, [tune_on[t] for t in sorted(tune_on)], cfg), quiet=True)
+        ft += time.perf_counter() - t0
+        masks, conf, n_pred, got = {}, {}, 0, {}
+        t0 = time.perf_counter()
+        for r in propagate(tuned, source, annotated, cfg):
+            masks[r.t] = r.mask
+            conf[r.t] = r.confidence
+            got[r.t] = r.prob
+            n_pred += not r.annotated
+        prop += time.perf_counter() - t0
+        if self_train:
+            scores = frame_scores(masks, conf)
+            gap = max(len(masks) // (2 * self_train + 2), 1)
+            extra = {t: masks[t] for t in confident_frames(scores, self_train, annotated, gap)}
+    if probs is not None:
+        probs.update(got)
     return masks, conf, ft, prop, n_pred
 
 
@@ -222,7 +238,8 @@ def run(args) -> int:
             init = clicks_init(predictor, seq.source().frame(0), truth[0], n_clicks)
         init_iou = float(np.count_nonzero(init & truth[0]) / max(np.count_nonzero(init | truth[0]), 1))
         probs = {} if args.save_probs else None
-        masks, conf, ft, prop, n_pred = run_sequence(parent, seq, cfg, init, probs=probs)
+        masks, conf, ft, prop, n_pred = run_sequence(parent, seq, cfg, init, probs=probs,
+                                                     self_train=args.self_train)
         if probs is not None:
             save_probs(Path(args.save_probs) / f"{name}.npz", probs)
         s = score_sequence(masks, truth)

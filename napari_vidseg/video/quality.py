@@ -83,3 +83,21 @@ def worst_frames(scores: Mapping[int, float], k: int, exclude: Iterable[int] = (
     ex = set(int(t) for t in exclude)
     ranked = sorted((s, t) for t, s in scores.items() if t not in ex)
     return [t for _, t in ranked[:max(int(k), 0)]]
+
+
+def confident_frames(scores: Mapping[int, float], k: int, exclude: Iterable[int] = (),
+                     gap: int = 1) -> list[int]:
+    """Up to k frames to trust, best first: the highest scores, each at least
+    `gap` frames from the excluded frames (the annotated ones) and from the
+    frames already chosen, so that they add views of the object the network
+    has not been shown (self-training on its own masks; OnAVOS, Voigtlaender
+    and Leibe 2017, adapts the network online in the same spirit)."""
+    taken = [int(t) for t in exclude]
+    out: list[int] = []
+    for s, t in sorted(((-s, t) for t, s in scores.items())):
+        if len(out) >= k:
+            break
+        if all(abs(t - u) >= gap for u in taken):
+            out.append(t)
+            taken.append(t)
+    return out
