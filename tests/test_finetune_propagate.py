@@ -424,6 +424,40 @@ def test_low_confidence_ranks_worst_when_masks_agree():
     assert worst_frames(frame_scores(masks, conf), 2)[0] == 3
 
 
+def test_each_frame_is_checked_against_the_one_before_it_in_its_run():
+    from napari_vidseg.video.propagate import predecessors
+
+    assert predecessors(8, [3]) == {4: 3, 5: 4, 6: 5, 7: 6, 2: 3, 1: 2, 0: 1}
+    # Every 4th frame: the nearest one done before, towards the anchor.
+    assert predecessors(20, [0], range(0, 20, 4)) == {4: 0, 8: 4, 12: 8, 16: 12}
+    assert predecessors(13, [2, 10], range(0, 13, 3)) == {0: 2, 3: 2, 6: 3, 9: 10, 12: 10}
+    assert predecessors(5, []) == {}
+
+
+def test_sparse_propagation_still_drops_distant_blobs(tuned):
+    """Every 3rd frame only: the clean-up compares each with the one 3 frames
+    before (not with a frame that was never computed)."""
+    video, truth, net, before, out, progress, cfg = tuned
+    video = video.copy()
+    video[6, 2:10, 50:62] = video[0, 20:28, 10:22]  # a patch of the disk's red, far from the disk
+    sparse = {r.t: r.mask for r in propagate(out, video, {0: truth[0]}, cfg, frames=range(0, T, 3))}
+    loose = {r.t: r.mask for r in propagate(out, video, {0: truth[0]}, replace(cfg, keep_components=False),
+                                            frames=range(0, T, 3))}
+    assert sorted(sparse) == list(range(0, T, 3))
+    assert loose[6][2:10, 50:62].any()  # the network does take the red patch for the object
+    assert not sparse[6][2:10, 50:62].any() and sparse[6].sum() > 0.5 * truth[6].sum()
+
+
+def test_temporal_iou_of_sparse_masks_compares_nearest_frames():
+    from napari_vidseg.video.quality import temporal_iou
+
+    _, truth = disk_video()
+    dense = temporal_iou({t: truth[t] for t in range(T)})
+    sparse = temporal_iou({t: truth[t] for t in range(0, T, 4)})
+    assert set(sparse) == {0, 4, 8} and all(v < 1.0 for v in sparse.values())
+    assert sparse[4] < dense[4]  # the disk moved 12 px between the compared frames, 3 px between neighbours
+
+
 def test_confident_frames_are_the_best_scores_kept_apart():
     from napari_vidseg.video.quality import confident_frames
 

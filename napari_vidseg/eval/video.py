@@ -67,6 +67,8 @@ def configure(parser) -> None:
     parser.add_argument("--self-train", type=int, default=0, metavar="K",
                         help="after propagating, tune again with the K most trusted propagated masks as extra "
                              "annotations and propagate again (a study; about twice the time)")
+    parser.add_argument("--first-pass-stride", type=int, default=1, metavar="S",
+                        help="with --self-train: the first pass propagates only every S-th frame")
     parser.add_argument("--save-probs", default=None, metavar="DIR",
                         help="also write each sequence's probabilities at the network's size to DIR/<seq>.npz "
                              "(for studying post-processing without running the network again)")
@@ -148,13 +150,14 @@ def clicks_init(predictor, frame: np.ndarray, truth: np.ndarray, n_clicks: int) 
 
 
 def run_sequence(parent, seq, cfg, init_mask: np.ndarray, annotated_extra: dict | None = None,
-                 probs: dict | None = None, self_train: int = 0):
+                 probs: dict | None = None, self_train: int = 0, first_pass_stride: int = 1):
     """Fine-tune on frame 0 (+ extra annotated frames), propagate; returns
     (masks {t: mask}, confidence {t: c}, finetune seconds, propagate seconds, frames predicted).
     `probs`, when given, is filled with {t: probability at the network's size}.
     self_train > 0: then tune again with that many of the most trusted
     propagated masks as extra annotations and propagate again (the times
-    are the sums of both passes)."""
+    are the sums of both passes); the first pass propagates only every
+    `first_pass_stride`-th frame."""
     from ..progress import drain
     from ..video.finetune import finetune
     from ..video.propagate import propagate
@@ -164,7 +167,10 @@ def run_sequence(parent, seq, cfg, init_mask: np.ndarray, annotated_extra: dict 
     annotated = {0: init_mask, **(annotated_extra or {})}
     ft = prop = 0.0
     extra: dict = {}
-    for _ in range(2 if self_train else 1):
+    n_frames = len(source)
+    for i in range(2 if self_train else 1):
+        first_of_two = self_train and i == 0
+        targets = range(0, n_frames, first_pass_stride) if first_of_two else None
         tune_on = {**extra, **annotated}
         frames = [source.frame(t) for t in sorted(tune_on)]
         t0 = time.perf_counter()
@@ -172,15 +178,15 @@ def run_sequence(parent, seq, cfg, init_mask: np.ndarray, annotated_extra: dict 
         ft += time.perf_counter() - t0
         masks, conf, n_pred, got = {}, {}, 0, {}
         t0 = time.perf_counter()
-        for r in propagate(tuned, source, annotated, cfg):
+        for r in propagate(tuned, source, annotated, cfg, frames=targets):
             masks[r.t] = r.mask
             conf[r.t] = r.confidence
             got[r.t] = r.prob
             n_pred += not r.annotated
         prop += time.perf_counter() - t0
-        if self_train:
+        if first_of_two:
             scores = frame_scores(masks, conf)
-            gap = max(len(masks) // (2 * self_train + 2), 1)
+            gap = max(n_frames // (2 * self_train + 2), 1)
             extra = {t: masks[t] for t in confident_frames(scores, self_train, annotated, gap)}
     if probs is not None:
         probs.update(got)
@@ -239,7 +245,8 @@ def run(args) -> int:
         init_iou = float(np.count_nonzero(init & truth[0]) / max(np.count_nonzero(init | truth[0]), 1))
         probs = {} if args.save_probs else None
         masks, conf, ft, prop, n_pred = run_sequence(parent, seq, cfg, init, probs=probs,
-                                                     self_train=args.self_train)
+                                                     self_train=args.self_train,
+                                                     first_pass_stride=args.first_pass_stride)
         if probs is not None:
             save_probs(Path(args.save_probs) / f"{name}.npz", probs)
         s = score_sequence(masks, truth)

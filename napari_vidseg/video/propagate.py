@@ -35,6 +35,7 @@ import copy
 import math
 import time
 import warnings
+from collections import Counter
 from dataclasses import dataclass
 from typing import Generator, Mapping, Sequence
 
@@ -83,6 +84,30 @@ def _as_source(source):
     return source
 
 
+def _runs(n_frames: int, annotated: Sequence[int], frames: Sequence[int] | None) -> list[tuple[int | None, list[int]]]:
+    """(anchor, frames ordered away from it) for every run: each wanted frame
+    joins the run of its nearest annotated frame (ties go to the earlier one,
+    i.e. forward), one run per anchor and direction. With no annotated frames,
+    one forward run from frame 0 (anchor None)."""
+    wanted = sorted(set(range(n_frames) if frames is None else (int(t) for t in frames)))
+    for t in wanted:
+        if not 0 <= t < n_frames:
+            raise InputError(f"frame {t} is outside the video (0..{n_frames - 1})")
+    anchors = sorted(a for a in set(int(a) for a in annotated) if 0 <= a < n_frames)
+    todo = [t for t in wanted if t not in set(anchors)]
+    if not anchors:
+        return [(None, todo)]
+    a = np.asarray(anchors)
+    buckets: dict[tuple[int, int], list[int]] = {}
+    for t in todo:
+        d = np.abs(a - t)
+        k = int(np.flatnonzero(d == d.min())[0])  # the earlier anchor on a tie
+        direction = 1 if t > a[k] else -1
+        buckets.setdefault((k, direction), []).append(t)
+    return [(anchors[k], sorted(ts, key=lambda t: abs(t - anchors[k])))
+            for (k, direction), ts in sorted(buckets.items(), key=lambda kv: (kv[0][0], -kv[0][1]))]
+
+
 def plan_order(n_frames: int, annotated: Sequence[int], frames: Sequence[int] | None = None,
                block: int = 8) -> list[list[int]]:
     """Blocks of frames in processing order (annotated frames excluded).
@@ -92,27 +117,8 @@ def plan_order(n_frames: int, annotated: Sequence[int], frames: Sequence[int] | 
     consecutive frames ordered away from the anchor; blocks are taken
     round-robin over the runs so that work spreads outward from every anchor.
     With no annotated frames, one forward run from frame 0."""
-    wanted = sorted(set(range(n_frames) if frames is None else (int(t) for t in frames)))
-    for t in wanted:
-        if not 0 <= t < n_frames:
-            raise InputError(f"frame {t} is outside the video (0..{n_frames - 1})")
-    anchors = sorted(a for a in set(int(a) for a in annotated) if 0 <= a < n_frames)
-    todo = [t for t in wanted if t not in set(anchors)]
-    if not anchors:
-        runs = [todo]
-    else:
-        a = np.asarray(anchors)
-        buckets: dict[tuple[int, int], list[int]] = {}
-        for t in todo:
-            d = np.abs(a - t)
-            k = int(np.flatnonzero(d == d.min())[0])  # the earlier anchor on a tie
-            direction = 1 if t > a[k] else -1
-            buckets.setdefault((k, direction), []).append(t)
-        runs = []
-        for (k, direction), ts in sorted(buckets.items(), key=lambda kv: (kv[0][0], -kv[0][1])):
-            runs.append(sorted(ts, key=lambda t: abs(t - anchors[k])))
     blocks_per_run = []
-    for run in runs:
+    for _, run in _runs(n_frames, annotated, frames):
         blocks, cur = [], []
         for t in run:
             # A block holds consecutive frames only (one contiguous read).
@@ -129,6 +135,20 @@ def plan_order(n_frames: int, annotated: Sequence[int], frames: Sequence[int] | 
             if i < len(blocks):
                 order.append(blocks[i])
     return order
+
+
+def predecessors(n_frames: int, annotated: Sequence[int], frames: Sequence[int] | None = None) -> dict[int, int]:
+    """For every frame to propagate, the frame before it in its run (its
+    anchor for the first one): the mask its clean-up is checked against.
+    t - 1 or t + 1 when every frame is propagated; the nearest wanted frame
+    towards the anchor when only some are (e.g. every 4th)."""
+    out = {}
+    for anchor, run in _runs(n_frames, annotated, frames):
+        if anchor is None:
+            continue  # no annotated frame: nothing to check against
+        for before, t in zip([anchor, *run], run):
+            out[t] = before
+    return out
 
 
 def prepare_for_inference(net, config: FinetuneConfig, device=None):
@@ -268,6 +288,8 @@ def propagate(net, source, annotated: Mapping[int, np.ndarray], config: Finetune
     sizes = scaled_sizes(H, W, config)
     wanted = set(range(n)) if frames is None else set(int(t) for t in frames)
     plan = plan_order(n, list(annotated), sorted(wanted), config.batch_infer)
+    before = predecessors(n, list(annotated), sorted(wanted))
+    waiting = Counter(before.values())  # how many frames still need each mask as their "previous" one
     # The clean-up works at the network's resolution: masks_done holds coarse masks.
     masks_done: dict[int, np.ndarray] = {}
     for t in sorted(annotated):
@@ -278,7 +300,6 @@ def propagate(net, source, annotated: Mapping[int, np.ndarray], config: Finetune
     reach, radius = cleanup_radii(size, config.reach, BLOB_REACH if config.keep_components else None)
     want_int8 = config.int8 and device.type == "cpu"
     use_bf16 = wants_bf16(config, device)
-    done = set(annotated)
     clock.restart()
     for block in plan:
         lo, hi = min(block), max(block)
@@ -308,19 +329,20 @@ def propagate(net, source, annotated: Mapping[int, np.ndarray], config: Finetune
         small16 = as_float16(small)
         results = []
         for i, t in enumerate(block):
-            # The neighbour closer to the anchor was done before (same run, earlier block or index).
-            prev = masks_done.get(t - 1 if _forward(t, annotated) else t + 1)
+            # The frame before it in its run was done before (earlier block or index).
+            prev = masks_done.get(before.get(t, -1))
             mask, masks_done[t] = clean_frame(small[i] > config.threshold, full[i], prev, reach, radius)
             results.append(FrameResult(t, mask, small16[i], confidence_of(small[i], config.threshold)))
         clock.lap("cleanup")
         for r in results:
             yield r
         clock.restart()  # the consumer's time is not propagation's
-        # A mask is kept only while a neighbour still waits for it as its "previous" mask.
-        done.update(block)
-        for t in [t for t in masks_done if t not in annotated]:
-            if all(u in done or u not in wanted for u in (t - 1, t + 1)):
-                del masks_done[t]
+        # A mask is kept only while a frame still waits for it as its "previous" mask.
+        for t in block:
+            if t in before:
+                waiting[before[t]] -= 1
+        for t in [t for t in masks_done if t not in annotated and waiting[t] <= 0]:
+            del masks_done[t]
 
 
 class _StageClock:
@@ -419,12 +441,3 @@ def _multiscale_logits(model, x: torch.Tensor, flip: bool, sizes: Sequence[tuple
             out = F.interpolate(out, size=(h, w), mode="bilinear", align_corners=False)
         total = out if total is None else total + out
     return total / len(sizes)
-
-
-def _forward(t: int, annotated: Mapping[int, np.ndarray]) -> bool:
-    """Whether frame t is reached going forward from its anchor (see plan_order)."""
-    if not annotated:
-        return True
-    a = np.asarray(sorted(annotated))
-    d = np.abs(a - t)
-    return t > a[int(np.flatnonzero(d == d.min())[0])]

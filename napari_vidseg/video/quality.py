@@ -35,13 +35,15 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def temporal_iou(masks: Mapping[int, np.ndarray]) -> dict[int, float]:
-    """Mean IoU with the masks of the frames right before and after (those present)."""
+    """Mean IoU with the masks of the frames right before and after: the
+    nearest frames present, so every 4th frame is compared with its
+    neighbours 4 frames away."""
     ts = sorted(masks)
     small = {t: _small(masks[t]) for t in ts}
-    pair = {t: _iou(small[t], small[t + 1]) for t in ts if t + 1 in small}
+    pair = [_iou(small[a], small[b]) for a, b in zip(ts, ts[1:])]  # pair[i]: ts[i] and ts[i + 1]
     out = {}
-    for t in ts:
-        vals = [pair[u] for u in (t - 1, t) if u in pair]
+    for i, t in enumerate(ts):
+        vals = pair[max(i - 1, 0):i + 1]
         out[t] = float(np.mean(vals)) if vals else 1.0
     return out
 
