@@ -469,8 +469,9 @@ def test_confident_frames_are_the_best_scores_kept_apart():
 
 
 def test_self_training_tunes_again_on_trusted_propagated_masks(tuned, monkeypatch):
-    """eval-video --self-train 1: a second tuning on the annotated frame and
-    the most trusted propagated one, far from it, then a second propagation."""
+    """eval-video --self-train 1: a first propagation of every 2nd frame, a
+    second tuning on the annotated frame and the most trusted propagated
+    one, far from it, then a full propagation."""
     import napari_vidseg.video.finetune as ft_mod
     from napari_vidseg.eval import video as ev
 
@@ -479,7 +480,7 @@ def test_self_training_tunes_again_on_trusted_propagated_masks(tuned, monkeypatc
     real = ft_mod.finetune
 
     def spy(parent, frames, masks, config=None):
-        seen.append(len(frames))
+        seen.append([next(t for t in range(T) if np.array_equal(f, video[t])) for f in frames])
         return real(parent, frames, masks, config)
 
     monkeypatch.setattr(ft_mod, "finetune", spy)
@@ -488,8 +489,11 @@ def test_self_training_tunes_again_on_trusted_propagated_masks(tuned, monkeypatc
         def source(self):
             return _Src(video)
 
-    masks, conf, ft, prop, n_pred = ev.run_sequence(net, Seq(), cfg, truth[0], self_train=1)
-    assert seen == [1, 2]
+    masks, conf, ft, prop, n_pred = ev.run_sequence(net, Seq(), replace(cfg, self_train=1, first_pass_stride=2),
+                                                    truth[0])
+    assert len(seen) == 2 and seen[0] == [0]
+    # The trusted frame: one the first pass propagated (every 2nd), at least T / 4 frames from frame 0.
+    assert seen[1][0] == 0 and seen[1][1] % 2 == 0 and seen[1][1] >= T // 4
     assert sorted(masks) == list(range(T)) and n_pred == T - 1
     assert np.mean([iou(masks[t], truth[t]) for t in range(1, T)]) > 0.7
 

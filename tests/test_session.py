@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import napari_vidseg.video as video_pkg
+from napari_vidseg.video import quality as real_quality
 from napari_vidseg.types import Click, InputError, Interactions, Progress, Provenance, Stroke, StrokeKind
 from napari_vidseg.video.session import VideoSession
 
@@ -239,9 +240,12 @@ def fake_video_modules(monkeypatch):
     class FinetuneConfig:
         mode: str = "head"
         steps: int = 3
+        self_train: int = 0
+        first_pass_stride: int = 4
 
     def finetune(parent, frames, masks, config):
         log["tuned_on"] = len(frames)
+        log.setdefault("tunings", []).append(len(frames))
         for i in range(config.steps):
             yield Progress("finetune", i + 1, config.steps)
         return parent
@@ -271,6 +275,7 @@ def fake_video_modules(monkeypatch):
 
     q = types.ModuleType("napari_vidseg.video.quality")
     q.frame_scores, q.worst_frames = frame_scores, worst_frames
+    q.first_pass_frames, q.pseudo_annotations = real_quality.first_pass_frames, real_quality.pseudo_annotations
     for name, mod in (("finetune", ft), ("propagate", pr), ("quality", q)):
         monkeypatch.setitem(sys.modules, f"napari_vidseg.video.{name}", mod)
         monkeypatch.setattr(video_pkg, name, mod, raising=False)
@@ -293,6 +298,22 @@ def test_propagate_writes_frames_and_keeps_annotations(session, fake_video_modul
     # worst frames: propagated only, worst (lowest confidence) first
     assert session.worst_frames(obj, k=3) == [1, 2, 3]
     assert 0 not in session.worst_frames(obj, k=10) and 4 not in session.worst_frames(obj, k=10)
+
+
+def test_self_trained_propagation_runs_two_passes(session, fake_video_modules):
+    """self_train=1: every 2nd frame first, then a second tuning on the
+    annotated frame plus one trusted propagated mask, then every frame; the
+    trusted frame stays PROPAGATED (it is not turned into an annotation)."""
+    obj = session.add_object()
+    session.add_interactions(0, obj, Interactions([Click(10, 12)]))
+    cfg = sys.modules["napari_vidseg.video.finetune"].FinetuneConfig(self_train=1, first_pass_stride=2)
+    progress = list(session.propagate(obj, cfg))
+    log = fake_video_modules
+    assert log["tunings"] == [1, 2]
+    assert log["propagated"] == [2, 4, 6] + [1, 2, 3, 4, 5, 6, 7]
+    # The fake scores rank by confidence (0.1 t): frame 6 is the trusted one.
+    assert any(p.message == "self-trained on frames [6]" for p in progress)
+    assert session.masks.frames(obj, Provenance.PROPAGATED) == [1, 2, 3, 4, 5, 6, 7]
 
 
 def test_cancelled_propagation_keeps_finished_frames_only(tmp_path, src, fake_video_modules):
@@ -388,6 +409,7 @@ from napari_vidseg.types import Provenance
 @dataclass
 class Cfg:
     steps: int = 0
+    self_train: int = 0
 
 def finetune(parent, frames, masks, config):
     return parent

@@ -55,6 +55,11 @@ def add_common_arguments(parser) -> None:
     parser.add_argument("--scales", default=None,
                         help="propagation: comma list of multiples of the input size whose logits are averaged, "
                              "e.g. 1,1.5 (default: 1)")
+    parser.add_argument("--self-train", type=int, default=None, metavar="K",
+                        help="after a first propagation, tune again with the K most trusted propagated masks as "
+                             "extra annotations and propagate again (0: off)")
+    parser.add_argument("--first-pass-stride", type=int, default=None, metavar="S",
+                        help="with --self-train: the first pass propagates only every S-th frame")
     parser.add_argument("--seed", type=int, default=None, help="seed of the fine-tuning's augmentation and crops")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--json-out", default=None, help="also write the summary (with per-frame J) here")
@@ -64,11 +69,6 @@ def configure(parser) -> None:
     add_common_arguments(parser)
     parser.add_argument("--init", default="mask", help="mask (the true first mask) or clicks:N (robot clicks)")
     parser.add_argument("--no-crf", action="store_true", help="no dense CRF in the click initialisation")
-    parser.add_argument("--self-train", type=int, default=0, metavar="K",
-                        help="after propagating, tune again with the K most trusted propagated masks as extra "
-                             "annotations and propagate again (a study; about twice the time)")
-    parser.add_argument("--first-pass-stride", type=int, default=1, metavar="S",
-                        help="with --self-train: the first pass propagates only every S-th frame")
     parser.add_argument("--save-probs", default=None, metavar="DIR",
                         help="also write each sequence's probabilities at the network's size to DIR/<seq>.npz "
                              "(for studying post-processing without running the network again)")
@@ -79,7 +79,7 @@ def make_config(args):
 
     cfg = FinetuneConfig()
     for name in ("mode", "steps", "lr", "n_aug", "batch", "loss", "input_long_side", "threshold", "reach",
-                 "seed"):
+                 "seed", "self_train", "first_pass_stride"):
         v = getattr(args, name, None)
         if v is not None:
             setattr(cfg, name, v)
@@ -150,27 +150,26 @@ def clicks_init(predictor, frame: np.ndarray, truth: np.ndarray, n_clicks: int) 
 
 
 def run_sequence(parent, seq, cfg, init_mask: np.ndarray, annotated_extra: dict | None = None,
-                 probs: dict | None = None, self_train: int = 0, first_pass_stride: int = 1):
+                 probs: dict | None = None):
     """Fine-tune on frame 0 (+ extra annotated frames), propagate; returns
     (masks {t: mask}, confidence {t: c}, finetune seconds, propagate seconds, frames predicted).
     `probs`, when given, is filled with {t: probability at the network's size}.
-    self_train > 0: then tune again with that many of the most trusted
-    propagated masks as extra annotations and propagate again (the times
-    are the sums of both passes); the first pass propagates only every
-    `first_pass_stride`-th frame."""
+    With cfg.self_train, the two passes of VideoSession.propagate: a first
+    propagation of every cfg.first_pass_stride-th frame, a second tuning with
+    the trusted masks added (quality.pseudo_annotations), a full propagation;
+    the times are the sums of both passes."""
     from ..progress import drain
     from ..video.finetune import finetune
     from ..video.propagate import propagate
-    from ..video.quality import confident_frames, frame_scores
+    from ..video.quality import first_pass_frames, pseudo_annotations
 
     source = seq.source()
     annotated = {0: init_mask, **(annotated_extra or {})}
+    n_frames = len(source)
+    passes = [first_pass_frames(range(n_frames), cfg.first_pass_stride), None] if cfg.self_train else [None]
     ft = prop = 0.0
     extra: dict = {}
-    n_frames = len(source)
-    for i in range(2 if self_train else 1):
-        first_of_two = self_train and i == 0
-        targets = range(0, n_frames, first_pass_stride) if first_of_two else None
+    for targets in passes:
         tune_on = {**extra, **annotated}
         frames = [source.frame(t) for t in sorted(tune_on)]
         t0 = time.perf_counter()
@@ -184,10 +183,8 @@ def run_sequence(parent, seq, cfg, init_mask: np.ndarray, annotated_extra: dict 
             got[r.t] = r.prob
             n_pred += not r.annotated
         prop += time.perf_counter() - t0
-        if first_of_two:
-            scores = frame_scores(masks, conf)
-            gap = max(n_frames // (2 * self_train + 2), 1)
-            extra = {t: masks[t] for t in confident_frames(scores, self_train, annotated, gap)}
+        if targets is not None:
+            extra = pseudo_annotations(masks, conf, annotated, cfg.self_train, n_frames)
     if probs is not None:
         probs.update(got)
     return masks, conf, ft, prop, n_pred
@@ -244,9 +241,7 @@ def run(args) -> int:
             init = clicks_init(predictor, seq.source().frame(0), truth[0], n_clicks)
         init_iou = float(np.count_nonzero(init & truth[0]) / max(np.count_nonzero(init | truth[0]), 1))
         probs = {} if args.save_probs else None
-        masks, conf, ft, prop, n_pred = run_sequence(parent, seq, cfg, init, probs=probs,
-                                                     self_train=args.self_train,
-                                                     first_pass_stride=args.first_pass_stride)
+        masks, conf, ft, prop, n_pred = run_sequence(parent, seq, cfg, init, probs=probs)
         if probs is not None:
             save_probs(Path(args.save_probs) / f"{name}.npz", probs)
         s = score_sequence(masks, truth)

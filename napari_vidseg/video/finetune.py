@@ -85,6 +85,11 @@ class FinetuneConfig:
     # The tuned network is conservative (the object is the rarer class): 0.3 beat 0.5 by 1.3 J held out
     # (3 sequences); cross-validated (30): 0.2 / 0.3 / 0.4 / 0.5 within 0.4 J of each other.
     threshold: float = 0.3
+    # Self-training (session 13): propagate a first time, then tune again with this many of the most trusted
+    # propagated masks (quality.pseudo_annotations) as extra annotated frames and propagate again. 0: off.
+    self_train: int = 0
+    # The first of the two passes propagates every this-many-th frame only: it only has to find trusted frames.
+    first_pass_stride: int = 4
     seed: int = 0
     device: str | None = None  # None: the parent's device
 
@@ -99,6 +104,9 @@ class FinetuneConfig:
             raise InputError(f"reach must be a fraction of the frame's long side in [0, 1), got {self.reach}")
         if not self.scales or any(not 0.25 <= float(x) <= 4 for x in self.scales):
             raise InputError(f"scales must be multiples of the input size between 0.25 and 4, got {self.scales}")
+        if self.self_train < 0 or self.first_pass_stride < 1:
+            raise InputError(f"self_train >= 0 and first_pass_stride >= 1 are required, got {self.self_train} "
+                             f"and {self.first_pass_stride}")
         if self.steps < 0 or self.n_aug < 1 or self.batch < 1 or self.input_long_side < 32:
             raise InputError("steps >= 0, n_aug >= 1, batch >= 1 and input_long_side >= 32 are required")
 

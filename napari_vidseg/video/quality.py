@@ -103,3 +103,22 @@ def confident_frames(scores: Mapping[int, float], k: int, exclude: Iterable[int]
             out.append(t)
             taken.append(t)
     return out
+
+
+def first_pass_frames(targets: Iterable[int], stride: int) -> list[int]:
+    """The frames a self-training run's first pass propagates: every
+    `stride`-th frame of the video among `targets`."""
+    return [int(t) for t in targets if int(t) % max(int(stride), 1) == 0]
+
+
+def pseudo_annotations(masks: Mapping[int, np.ndarray], confidence: Mapping[int, float],
+                       annotated: Iterable[int], k: int, n_frames: int) -> dict[int, np.ndarray]:
+    """Self-training's extra annotated frames: the k propagated masks most
+    trusted by frame_scores, each at least n_frames / (2k + 2) frames from
+    the annotated frames and from the others chosen, so that they show the
+    object as the annotated frames do not. `masks` holds the first pass's
+    masks; annotated frames in it are never chosen."""
+    annotated = [int(t) for t in annotated]
+    scores = frame_scores(masks, confidence)
+    gap = max(int(n_frames) // (2 * int(k) + 2), 1)
+    return {t: np.asarray(masks[t], bool) for t in confident_frames(scores, k, annotated, gap)}

@@ -436,25 +436,51 @@ class VideoSession:
         Writes PROPAGATED masks and their confidence frame by frame (never over a
         USER or CORRECTED one). Cancel by closing the generator: frames already
         written stay, the others keep what they had.
+
+        With config.self_train = k > 0, two passes: the first propagates every
+        config.first_pass_stride-th frame, the k most trusted of those masks
+        join the annotated frames for a second tuning (they are not stored as
+        annotations), and the second pass propagates every frame.
         """
         obj = self._check_obj(obj)
         from . import finetune as ft
-        from . import propagate as pr
+        from . import quality
 
         annotated = self.masks.annotated(obj)
         if not annotated:
             raise InputError(f"object {obj} has no annotated frame yet: click on it in a frame first")
         config = config if config is not None else ft.FinetuneConfig()
-        ts = sorted(annotated)
-        # finetune() tunes a copy: the cached parent stays as shipped
-        net = yield from ft.finetune(self._parent_net(), [self.source.frame(t) for t in ts],
-                                     [annotated[t] for t in ts], config)
+        n_frames = int(self.source.n_frames)
         if frames is None:
-            targets = [t for t in range(int(self.source.n_frames)) if t not in annotated]
+            targets = [t for t in range(n_frames) if t not in annotated]
         else:
             targets = [self._check_t(t) for t in frames if t not in annotated]
+        extra: dict[int, np.ndarray] = {}
+        if config.self_train:
+            first = quality.first_pass_frames(targets, config.first_pass_stride)
+            net = yield from self._tune(annotated, config)
+            yield from self._write_propagation(obj, net, annotated, first, config, "first pass")
+            seen = sorted(set(first) | set(annotated))
+            extra = quality.pseudo_annotations(_LazyMasks(self.masks, obj, seen), self.masks.confidence(obj),
+                                               annotated, config.self_train, n_frames)
+        net = yield from self._tune({**extra, **annotated}, config)
+        yield from self._write_propagation(obj, net, annotated, targets, config,
+                                           f"self-trained on frames {sorted(extra)}" if extra else "")
+
+    def _tune(self, frames: Mapping[int, np.ndarray], config) -> Generator[Progress, None, Any]:
+        from . import finetune as ft
+
+        ts = sorted(frames)
+        # finetune() tunes a copy: the cached parent stays as shipped
+        return (yield from ft.finetune(self._parent_net(), [self.source.frame(t) for t in ts],
+                                       [frames[t] for t in ts], config))
+
+    def _write_propagation(self, obj: int, net, annotated, targets: list[int], config,
+                           message: str) -> Generator[Progress, None, None]:
+        from . import propagate as pr
+
         total, wanted = len(targets), set(targets)
-        yield Progress("propagate", 0, total)
+        yield Progress("propagate", 0, total, message=message)
         results = pr.propagate(net, self.source, annotated, config, frames=targets)
         done = 0
         try:
@@ -467,7 +493,7 @@ class VideoSession:
                         self.masks.set(obj, r.t, r.mask, Provenance.PROPAGATED, float(r.confidence))
                         self._bases.delete(obj, r.t)
                 done += 1
-                yield Progress("propagate", done, total, frame=int(r.t))
+                yield Progress("propagate", done, total, frame=int(r.t), message=message)
         finally:
             results.close()
             if self.masks.root is not None:
