@@ -138,7 +138,7 @@ def test_sample_clicks_file_ships():
     assert rows and any(r.click.positive for r in rows)
 
 
-def test_int8_flag_reaches_propagation(video, tmp_path, monkeypatch):
+def test_int8_and_self_train_flags_reach_propagation(video, tmp_path, monkeypatch):
     from napari_vidseg.video.session import VideoSession
 
     seen = []
@@ -155,3 +155,8 @@ def test_int8_flag_reaches_propagation(video, tmp_path, monkeypatch):
                      "--steps", "1", "--input-size", "64", "--quiet"]) == 0
     assert [c.int8 for c in seen] == [True]
     assert len(masks_of(out)) == T
+    seen.clear()
+    assert cli.main(["segment", str(video), "--clicks", str(clicks), "--out", str(tmp_path / "out2"),
+                     "--self-train", "1", "--steps", "1", "--input-size", "64", "--quiet"]) == 0
+    assert [c.self_train for c in seen] == [1]
+    assert len(masks_of(tmp_path / "out2")) == T

@@ -168,6 +168,12 @@ def test_propagation_choice_sets_the_tuning_config(widget_on_video):
                     "mirrored (2x network time)": ("head", False, default, True),
                     "quality (1.5x input)": ("head", False, 1280, False),
                     "quality (1.5x input, mirrored)": ("head", False, 1280, True)}
+    # The self-training box: on by default where the library's default is on; either way it decides.
+    assert w.self_train.value == (FinetuneConfig().self_train > 0)
+    w.self_train.value = True
+    assert w._config().self_train >= 1
+    w.self_train.value = False
+    assert w._config().self_train == 0
 
 
 def test_errors_are_reported_not_raised(widget_on_video, qtbot, monkeypatch):

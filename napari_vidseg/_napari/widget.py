@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from magicgui.widgets import (ComboBox, Container, FileEdit, Label, LineEdit, ProgressBar,
+from magicgui.widgets import (CheckBox, ComboBox, Container, FileEdit, Label, LineEdit, ProgressBar,
                               PushButton, RadioButtons, Select)
 from qtpy.QtCore import QTimer
 
@@ -62,6 +62,18 @@ PROPAGATION_MODES = {
     # twice the network's time per frame.
     "quality (1.5x input, mirrored)": dict(mode="head", input_long_side=1280, flip=True),
 }
+
+# Trusted frames added when "Self-train" is ticked (the library's default when it has one).
+SELF_TRAIN_FRAMES = 2
+
+
+def _self_train_defaults() -> tuple[int, int]:
+    """The library's (self_train, first_pass_stride) defaults."""
+    from ..video.finetune import FinetuneConfig
+
+    cfg = FinetuneConfig()
+    return cfg.self_train, cfg.first_pass_stride
+
 
 BACKGROUNDS = {
     "original (dimmed)": None,
@@ -306,6 +318,12 @@ class VidSegWidget(Container):
                                         "int8: fast, then an int8 network on the CPU (faster per frame after "
                                         "a set-up of 5-30 s, for long videos, on CPUs without native bfloat16; "
                                         "where the CPU has it, bfloat16 is used by default and is faster)")
+        self_train, stride = _self_train_defaults()
+        self.self_train = CheckBox(text="Self-train", value=self_train > 0,
+                                   tooltip=f"Two passes: a quick first propagation (every {stride}th frame), then "
+                                           f"tune again with its {self_train or SELF_TRAIN_FRAMES} most trusted "
+                                           "masks added and propagate every frame (better masks; about twice the "
+                                           "tuning time)")
         self.propagate_btn = PushButton(text="Propagate",
                                         tooltip="Fine-tune on the annotated frames and segment every other frame")
         self.cancel_btn = PushButton(text="Cancel", enabled=False,
@@ -329,8 +347,8 @@ class VidSegWidget(Container):
             self.polarity,
             Container(widgets=[self.undo_btn, self.redo_btn], layout="horizontal", labels=False),
             self.status,
-            Container(widgets=[self.quality, self.propagate_btn, self.cancel_btn], layout="horizontal",
-                      labels=False),
+            Container(widgets=[self.quality, self.self_train, self.propagate_btn, self.cancel_btn],
+                      layout="horizontal", labels=False),
             self.progress_bar,
             self.worst_list, self.correct_btn,
             self.export_dir, self.background, self.background_file, self.export_btn,
@@ -362,7 +380,7 @@ class VidSegWidget(Container):
 
     def _set_enabled(self, on: bool) -> None:
         for w in (self.object_combo, self.add_obj_btn, self.del_obj_btn, self.name_edit, self.rename_btn,
-                  self.polarity, self.undo_btn, self.redo_btn, self.quality, self.propagate_btn,
+                  self.polarity, self.undo_btn, self.redo_btn, self.quality, self.self_train, self.propagate_btn,
                   self.worst_list, self.correct_btn, self.export_dir, self.background, self.export_btn):
             w.enabled = on
 
@@ -839,7 +857,9 @@ class VidSegWidget(Container):
     def _config(self):
         from ..video.finetune import FinetuneConfig
 
-        return FinetuneConfig(**PROPAGATION_MODES[self.quality.value])
+        config = FinetuneConfig(**PROPAGATION_MODES[self.quality.value])
+        config.self_train = (_self_train_defaults()[0] or SELF_TRAIN_FRAMES) if self.self_train.value else 0
+        return config
 
     def propagate(self, config=None, then: Callable[[], None] | None = None) -> None:
         """Fine-tune and propagate the selected object in a worker; masks appear as they come."""

@@ -50,6 +50,9 @@ def configure(parser) -> None:
                              "where the CPU has bfloat16, the default bf16 propagation is faster)")
     parser.add_argument("--flip", action="store_true",
                         help="propagation: average each frame with its mirror image (about +1 J, twice the time)")
+    parser.add_argument("--self-train", type=int, default=None, metavar="K",
+                        help="two passes: tune again with the K most trusted masks of a quick first propagation "
+                             "(0: one pass; default: the library's)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -206,6 +209,8 @@ def run(args) -> int:
             config.steps = args.steps
         if args.input_size is not None:
             config.input_long_side = args.input_size
+        if args.self_train is not None:
+            config.self_train = args.self_train
         config.check()
         for name, obj in ids.items():
             say(f"propagating object {name}")
