@@ -198,14 +198,18 @@ def test_propagate_fills_every_frame_worst_jumps_export_sticker(widget_on_video,
     assert w.session.masks.provenance(1, 0) is Provenance.USER
     seen = []
     w._long_yielded = _spy(w._long_yielded, seen)
-    w.propagate(config=tiny_config())
+    cfg = tiny_config()
+    assert cfg.self_train  # the default: two passes
+    w.propagate(config=cfg)
     wait_idle(qtbot, w, timeout=600_000)
     assert "Error" not in w.status.value, w.status.value
     assert w.status.value == "Propagation done."
     stages = {item[0].stage for item in seen if isinstance(item, tuple)}
     assert {"finetune", "propagate"} <= stages
     shown = sorted(item[0].frame for item in seen if item[0].stage == "propagate" and item[1] is not None)
-    assert shown == list(range(1, T))  # each propagated frame was drawn as it came
+    # Each propagated frame was drawn as it came: every first_pass_stride-th one in the first pass, then all.
+    first = list(range(cfg.first_pass_stride, T, cfg.first_pass_stride))
+    assert shown == sorted(first + list(range(1, T)))
     # the job is over: its progress bars are gone (napari's closed), the buttons back
     from napari.utils import progress
 
