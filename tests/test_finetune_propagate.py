@@ -458,6 +458,33 @@ def test_temporal_iou_of_sparse_masks_compares_nearest_frames():
     assert sparse[4] < dense[4]  # the disk moved 12 px between the compared frames, 3 px between neighbours
 
 
+def test_frame_scores_read_each_mask_once():
+    """The session's masks are decoded from disk on access: scoring an hour of
+    video must stream through them, not hold them or read them twice."""
+    from collections.abc import Mapping
+
+    _, truth = disk_video()
+
+    class Counting(Mapping):
+        def __init__(self):
+            self.reads = []
+
+        def __getitem__(self, t):
+            self.reads.append(t)
+            return truth[t]
+
+        def __iter__(self):
+            return iter(range(T))
+
+        def __len__(self):
+            return T
+
+    masks = Counting()
+    scores = frame_scores(masks, {t: 0.9 for t in range(T)})
+    assert masks.reads == list(range(T))
+    assert scores == frame_scores({t: truth[t] for t in range(T)}, {t: 0.9 for t in range(T)})
+
+
 def test_confident_frames_are_the_best_scores_kept_apart():
     from napari_vidseg.video.quality import confident_frames
 

@@ -34,26 +34,32 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if union == 0 else np.count_nonzero(a & b) / union
 
 
-def temporal_iou(masks: Mapping[int, np.ndarray]) -> dict[int, float]:
-    """Mean IoU with the masks of the frames right before and after: the
-    nearest frames present, so every 4th frame is compared with its
-    neighbours 4 frames away."""
+def _scan(masks: Mapping[int, np.ndarray]) -> tuple[list[int], list[float], dict[int, float]]:
+    """One pass over the masks in frame order, each read once and only two
+    held at a time (the store decodes on access; an hour of video would not
+    fit): (frames, IoU of each consecutive pair present, area of each)."""
     ts = sorted(masks)
-    small = {t: _small(masks[t]) for t in ts}
-    pair = [_iou(small[a], small[b]) for a, b in zip(ts, ts[1:])]  # pair[i]: ts[i] and ts[i + 1]
+    pair, area, prev = [], {}, None
+    for t in ts:
+        small = _small(masks[t])
+        area[t] = float(np.count_nonzero(small))
+        if prev is not None:
+            pair.append(_iou(prev, small))
+        prev = small
+    return ts, pair, area
+
+
+def _temporal_iou(ts: list[int], pair: list[float]) -> dict[int, float]:
     out = {}
     for i, t in enumerate(ts):
-        vals = pair[max(i - 1, 0):i + 1]
+        vals = pair[max(i - 1, 0):i + 1]  # pair[i] joins ts[i] and ts[i + 1]
         out[t] = float(np.mean(vals)) if vals else 1.0
     return out
 
 
-def area_consistency(masks: Mapping[int, np.ndarray], window: int = AREA_WINDOW) -> dict[int, float]:
-    """exp(-|log(area_t / median area of the frames within `window`)|)."""
-    ts = sorted(masks)
-    area = {t: float(np.count_nonzero(_small(masks[t]))) for t in ts}
+def _area_consistency(area: dict[int, float], window: int) -> dict[int, float]:
     out = {}
-    for t in ts:
+    for t in area:
         nb = [area[u] for u in range(t - window, t + window + 1) if u in area and u != t]
         if not nb:
             out[t] = 1.0
@@ -63,15 +69,30 @@ def area_consistency(masks: Mapping[int, np.ndarray], window: int = AREA_WINDOW)
     return out
 
 
+def temporal_iou(masks: Mapping[int, np.ndarray]) -> dict[int, float]:
+    """Mean IoU with the masks of the frames right before and after: the
+    nearest frames present, so every 4th frame is compared with its
+    neighbours 4 frames away."""
+    ts, pair, _ = _scan(masks)
+    return _temporal_iou(ts, pair)
+
+
+def area_consistency(masks: Mapping[int, np.ndarray], window: int = AREA_WINDOW) -> dict[int, float]:
+    """exp(-|log(area_t / median area of the frames within `window`)|)."""
+    return _area_consistency(_scan(masks)[2], window)
+
+
 def frame_scores(masks: Mapping[int, np.ndarray], confidence: Mapping[int, float],
                  weights: tuple[float, float, float] = DEFAULT_WEIGHTS) -> dict[int, float]:
     """Quality score per frame of `masks` in [0, 1]; higher = better. Frames
-    without a confidence value use the temporal cues alone."""
-    tiou = temporal_iou(masks)
-    area = area_consistency(masks)
+    without a confidence value use the temporal cues alone. Each mask is
+    read once."""
+    ts, pair, area_of = _scan(masks)
+    tiou = _temporal_iou(ts, pair)
+    area = _area_consistency(area_of, AREA_WINDOW)
     wc, wi, wa = weights
     out = {}
-    for t in masks:
+    for t in ts:
         c = confidence.get(t)
         if c is None:
             out[t] = (wi * tiou[t] + wa * area[t]) / (wi + wa)
