@@ -160,3 +160,19 @@ def test_int8_and_self_train_flags_reach_propagation(video, tmp_path, monkeypatc
                      "--self-train", "1", "--steps", "1", "--input-size", "64", "--quiet"]) == 0
     assert [c.self_train for c in seen] == [1]
     assert len(masks_of(tmp_path / "out2")) == T
+
+
+def test_bench_memory_times_both_passes_of_a_self_trained_propagation(tmp_path, capsys):
+    """bench-memory on a tiny synthetic video: every frame stored, the tuning and
+    propagation times summed over the two passes of the default self-training."""
+    import json
+
+    rc = cli.main(["bench-memory", "--frames", "12", "--size", "64x48", "--steps", "2", "--input-long-side", "64",
+                   "--every", "4", "--work-dir", str(tmp_path)])
+    assert rc == 0
+    out = capsys.readouterr().out
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["frames"] == 12 and result["frames_stored"] == 12 and result["self_train"] == 2
+    assert result["finetune_seconds"] > 0 and result["propagate_fps"] > 0
+    assert out.count("propagating through") == 2  # the first pass (every 4th frame), then all of them
+    assert "propagating through 2 frames" in out and "propagating through 11 frames" in out
