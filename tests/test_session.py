@@ -314,6 +314,11 @@ def test_self_trained_propagation_runs_two_passes(session, fake_video_modules):
     # The fake scores rank by confidence (0.1 t): frame 6 is the trusted one.
     assert any(p.message == "self-trained on frames [6]" for p in progress)
     assert session.masks.frames(obj, Provenance.PROPAGATED) == [1, 2, 3, 4, 5, 6, 7]
+    # No frame far enough from the annotated ones (a stride longer than the video): no second tuning.
+    log["tunings"].clear()
+    cfg = sys.modules["napari_vidseg.video.finetune"].FinetuneConfig(self_train=1, first_pass_stride=100)
+    list(session.propagate(obj, cfg))
+    assert log["tunings"] == [1]
 
 
 def test_cancelled_propagation_keeps_finished_frames_only(tmp_path, src, fake_video_modules):

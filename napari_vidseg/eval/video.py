@@ -169,12 +169,14 @@ def run_sequence(parent, seq, cfg, init_mask: np.ndarray, annotated_extra: dict 
     passes = [first_pass_frames(range(n_frames), cfg.first_pass_stride), None] if cfg.self_train else [None]
     ft = prop = 0.0
     extra: dict = {}
+    tuned = None
     for targets in passes:
-        tune_on = {**extra, **annotated}
-        frames = [source.frame(t) for t in sorted(tune_on)]
-        t0 = time.perf_counter()
-        tuned = drain(finetune(parent, frames, [tune_on[t] for t in sorted(tune_on)], cfg), quiet=True)
-        ft += time.perf_counter() - t0
+        if tuned is None or extra:  # as VideoSession.propagate: no trusted frame, no second tuning
+            tune_on = {**extra, **annotated}
+            frames = [source.frame(t) for t in sorted(tune_on)]
+            t0 = time.perf_counter()
+            tuned = drain(finetune(parent, frames, [tune_on[t] for t in sorted(tune_on)], cfg), quiet=True)
+            ft += time.perf_counter() - t0
         masks, conf, n_pred, got = {}, {}, 0, {}
         t0 = time.perf_counter()
         for r in propagate(tuned, source, annotated, cfg, frames=targets):

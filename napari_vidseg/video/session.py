@@ -456,6 +456,7 @@ class VideoSession:
         else:
             targets = [self._check_t(t) for t in frames if t not in annotated]
         extra: dict[int, np.ndarray] = {}
+        net = None
         if config.self_train:
             first = quality.first_pass_frames(targets, config.first_pass_stride)
             net = yield from self._tune(annotated, config)
@@ -463,7 +464,8 @@ class VideoSession:
             seen = sorted(set(first) | set(annotated))
             extra = quality.pseudo_annotations(_LazyMasks(self.masks, obj, seen), self.masks.confidence(obj),
                                                annotated, config.self_train, n_frames)
-        net = yield from self._tune({**extra, **annotated}, config)
+        if net is None or extra:  # no trusted frame found (a short video): the first tuning serves again
+            net = yield from self._tune({**extra, **annotated}, config)
         yield from self._write_propagation(obj, net, annotated, targets, config,
                                            f"self-trained on frames {sorted(extra)}" if extra else "")
 
