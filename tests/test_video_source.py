@@ -281,3 +281,16 @@ def test_chunk_frames_must_be_positive(synthetic_video):
 def test_open_accepts_str_and_source(synthetic_video):
     v = VideoSource.open(os.fspath(synthetic_video))
     assert VideoSource.open(v) is v
+
+
+def test_session_reads_tuning_frames_without_filling_the_cache(synthetic_video):
+    """Self-training tunes on frames far apart: each is decoded alone, so none
+    brings its chunk into the cache."""
+    from napari_vidseg.video.session import VideoSession
+
+    session = VideoSession.create(synthetic_video, folder=None)
+    session.source.clear_cache()
+    for t in (3, 21, 37):
+        frame = session._frame_uncached(t)
+        assert decode_index(frame) == t
+    assert session.source.cached_chunks() == []
