@@ -67,21 +67,6 @@ def release(device) -> None:
         pass
 
 
-def trim_host_memory() -> None:
-    """Ask glibc to hand freed heap memory back to the system (Linux only; a no-op
-    elsewhere). Fine-tuning frees hundreds of MB of cached features in many small
-    blocks, which otherwise stay in the process for the propagation that follows."""
-    import ctypes
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc (e.g. musl): nothing to do
-        pass
-
-
 def fallback_message(what: str, detail: str = "") -> str:
     """'GPU out of memory during <what>: <detail or continuing> on the CPU (slower)'."""
     return f"GPU out of memory during {what}: {detail or 'continuing'} on the CPU (slower)"

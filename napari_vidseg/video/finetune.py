@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..models.device import CPU, announce_cpu_fallback, is_gpu_oom, trim_host_memory
+from ..models.device import CPU, announce_cpu_fallback, is_gpu_oom
 from ..models.vidsegnet import VidSegNet
 from ..types import InputError, Progress
 
@@ -348,8 +348,6 @@ def _finetune_on(parent: VidSegNet, pairs, config: FinetuneConfig,
         yield Progress("finetune", step + 1, config.steps, message=f"loss {loss.item():.3f}")
     for p in net.parameters():
         p.requires_grad_(False)
-    cache = groups = grp = opt = None  # the cached features go (grp is one of groups) before the trim
-    trim_host_memory()
     return net.eval()
 
 
