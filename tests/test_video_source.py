@@ -283,14 +283,27 @@ def test_open_accepts_str_and_source(synthetic_video):
     assert VideoSource.open(v) is v
 
 
-def test_session_reads_tuning_frames_without_filling_the_cache(synthetic_video):
+def test_session_reads_tuning_frames_without_filling_the_cache(synthetic_video, monkeypatch):
     """Self-training tunes on frames far apart: each is decoded alone, so none
     brings its chunk into the cache."""
+    from napari_vidseg.models.vidsegnet import VidSegNet
+    from napari_vidseg.video import finetune as ft
     from napari_vidseg.video.session import VideoSession
 
     session = VideoSession.create(synthetic_video, folder=None)
+    session.set_parent(VidSegNet(in_channels=3).eval())
     session.source.clear_cache()
-    for t in (3, 21, 37):
-        frame = session._frame_uncached(t)
-        assert decode_index(frame) == t
+    masks = {t: np.zeros((48, 64), bool) for t in (3, 21, 37)}
+    for m in masks.values():
+        m[10:30, 20:40] = True
+    seen = []
+    real = ft.finetune
+
+    def spy(parent, frames, masks, config=None):
+        seen.extend(decode_index(f) for f in frames)
+        return real(parent, frames, masks, config)
+
+    monkeypatch.setattr(ft, "finetune", spy)
+    list(session._tune(masks, ft.FinetuneConfig(steps=1, n_aug=2, batch=2, input_long_side=64)))
+    assert seen == [3, 21, 37]
     assert session.source.cached_chunks() == []

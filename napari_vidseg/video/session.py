@@ -479,16 +479,10 @@ class VideoSession:
 
         ts = sorted(frames)
         # finetune() tunes a copy: the cached parent stays as shipped
-        return (yield from ft.finetune(self._parent_net(), [self._frame_uncached(t) for t in ts],
+        # Each frame decoded alone, not through the chunk cache: tuning frames far apart
+        # would otherwise each bring a whole chunk (16 frames) into memory.
+        return (yield from ft.finetune(self._parent_net(), [next(_iter_frames(self.source, t, t + 1)) for t in ts],
                                        [frames[t] for t in ts], config))
-
-    def _frame_uncached(self, t: int) -> np.ndarray:
-        """Frame t decoded alone, not through the chunk cache: tuning frames far apart
-        would otherwise each bring a whole chunk (16 frames) into memory."""
-        iter_chunks = getattr(self.source, "iter_chunks", None)
-        if iter_chunks is None:
-            return self.source.frame(t)
-        return next(iter_chunks(t, t + 1))[1][0]
 
     def _write_propagation(self, obj: int, net, annotated, targets: list[int], config,
                            message: str) -> Generator[Progress, None, None]:
