@@ -177,18 +177,17 @@ def run_sequence(parent, seq, cfg, init_mask: np.ndarray, annotated_extra: dict 
             t0 = time.perf_counter()
             tuned = drain(finetune(parent, frames, [tune_on[t] for t in sorted(tune_on)], cfg), quiet=True)
             ft += time.perf_counter() - t0
-        masks, conf, n_pred, got = {}, {}, 0, {}
+        masks, conf, n_pred = {}, {}, 0
         t0 = time.perf_counter()
         for r in propagate(tuned, source, annotated, cfg, frames=targets):
             masks[r.t] = r.mask
             conf[r.t] = r.confidence
-            got[r.t] = r.prob
+            if probs is not None:  # the last pass covers every frame and overwrites the first
+                probs[r.t] = r.prob
             n_pred += not r.annotated
         prop += time.perf_counter() - t0
         if targets is not None:
             extra = pseudo_annotations(masks, conf, annotated, cfg.self_train, n_frames)
-    if probs is not None:
-        probs.update(got)
     return masks, conf, ft, prop, n_pred
 
 
