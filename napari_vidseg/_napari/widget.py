@@ -63,10 +63,6 @@ PROPAGATION_MODES = {
     "quality (1.5x input, mirrored)": dict(mode="head", input_long_side=1280, flip=True),
 }
 
-# Trusted frames added when "Self-train" is ticked (the library's default when it has one).
-SELF_TRAIN_FRAMES = 2
-
-
 def _self_train_defaults() -> tuple[int, int]:
     """The library's (self_train, first_pass_stride) defaults."""
     from ..video.finetune import FinetuneConfig
@@ -321,7 +317,7 @@ class VidSegWidget(Container):
         self_train, stride = _self_train_defaults()
         self.self_train = CheckBox(text="Self-train", value=self_train > 0,
                                    tooltip=f"Two passes: a quick first propagation (every {stride}th frame), then "
-                                           f"tune again with its {self_train or SELF_TRAIN_FRAMES} most trusted "
+                                           f"tune again with its {self_train} most trusted "
                                            "masks added and propagate every frame (better masks; about twice the "
                                            "tuning time)")
         self.propagate_btn = PushButton(text="Propagate",
@@ -858,7 +854,8 @@ class VidSegWidget(Container):
         from ..video.finetune import FinetuneConfig
 
         config = FinetuneConfig(**PROPAGATION_MODES[self.quality.value])
-        config.self_train = (_self_train_defaults()[0] or SELF_TRAIN_FRAMES) if self.self_train.value else 0
+        if not self.self_train.value:  # ticked: the library's default
+            config.self_train = 0
         return config
 
     def propagate(self, config=None, then: Callable[[], None] | None = None) -> None:
