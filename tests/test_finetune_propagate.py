@@ -13,16 +13,18 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import iou, moving_disk
+from conftest import decode_index, encode_index, iou, moving_disk
 
+from napari_vidseg.io.video import VideoSource
 from napari_vidseg.models.quantize import int8_supported
 from napari_vidseg.models.registry import cpu_has_native_bf16
 from napari_vidseg.models.vidsegnet import VidSegNet
 from napari_vidseg.types import Progress
 from napari_vidseg.types import InputError
 from napari_vidseg.video.finetune import FinetuneConfig, finetune, input_size
-from napari_vidseg.video.propagate import (FrameResult, apply_coarse_cleanup, as_float16, drop_distant_blobs,
-                                           near_mask, plan_order, propagate, wants_bf16)
+from napari_vidseg.video.propagate import (MAX_BLOCK_GAP, FrameResult, _as_source, apply_coarse_cleanup,
+                                           as_float16, drop_distant_blobs, near_mask, plan_order, propagate,
+                                           read_block, wants_bf16)
 from napari_vidseg.video.quality import frame_scores, worst_frames
 
 T, H, W, R = 12, 64, 64, 12
@@ -392,6 +394,23 @@ def test_plan_order_splits_between_anchors():
     assert blocks == [[3, 4, 5], [1, 0], [10, 11], [8, 7, 6]]
     # Only the requested frames.
     assert [t for b in plan_order(12, [0], frames=[3, 4, 10], block=8) for t in b] == [3, 4, 10]
+
+
+def test_plan_order_batches_sparse_frames():
+    # every 4th frame (self-training's first pass): full blocks, each one read over its span
+    blocks = plan_order(100, [0], frames=range(0, 100, 4), block=8)
+    assert blocks[0] == [4, 8, 12, 16, 20, 24, 28, 32] and [len(b) for b in blocks] == [8, 8, 8]
+    assert [t for b in blocks for t in b] == list(range(4, 100, 4))
+    # frames farther apart than MAX_BLOCK_GAP start a new block; backward runs go down
+    assert plan_order(60, [20], frames=[18, 2, 21, 22, 22 + MAX_BLOCK_GAP + 1], block=8) == [[21, 22], [18, 2], [39]]
+
+
+def test_read_block_reads_a_sparse_block_once(synthetic_video):
+    src = VideoSource.open(synthetic_video, chunk_frames=8)
+    got = read_block(src, [30, 26, 22])  # a backward block
+    assert [decode_index(f) for f in got] == [30, 26, 22] and src.cached_chunks() == []
+    array = _as_source(np.stack([encode_index(t) for t in range(8)]))
+    assert [decode_index(f) for f in read_block(array, [5, 3])] == [5, 3]
 
 
 def test_closing_propagation_midway_stops_cleanly(tuned):

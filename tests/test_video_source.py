@@ -56,6 +56,80 @@ def test_chunk_reads_one_process_per_chunk(synthetic_video):
     assert v.decoded_chunks == 1  # the whole chunk came from one decode
 
 
+def count_streams(v: VideoSource) -> list[tuple[int, int]]:
+    """Record the (start, stop) of every decode v's backend starts (one ffmpeg process each)."""
+    calls, stream = [], v._backend.stream
+
+    def counted(start, stop, keep=None):
+        calls.append((start, stop))
+        return stream(start, stop, keep)
+
+    v._backend.stream = counted
+    return calls
+
+
+def test_consecutive_reads_continue_one_decode(synthetic_video):
+    v = VideoSource.open(synthetic_video, chunk_frames=8, cache_chunks=2)
+    calls = count_streams(v)
+    assert indices(v.frames(0, 16)) == list(range(16))
+    assert indices(v.frames(16, 24)) == list(range(16, 24))
+    assert calls == [(0, 40)]  # three chunks, one ffmpeg process
+    assert indices(v.frames(32, 40)) == list(range(32, 40))  # 8 frames ahead: decoded and dropped
+    assert calls == [(0, 40)]
+    assert indices(v.frames(0, 8)) == list(range(8))  # chunk 0 was evicted; going back needs a new decode
+    assert calls == [(0, 40), (0, 40)]
+    assert decode_index(v.frame(8)) == 8 and len(calls) == 2  # chunk 1, right after: the decode goes on
+    v.clear_cache()  # also stops the open decode
+    assert v._open is None
+
+
+def test_frames_at_reads_sparse_frames_without_caching_them(synthetic_video):
+    v = VideoSource.open(synthetic_video, chunk_frames=8)
+    calls = count_streams(v)
+    assert indices(v.frames_at([28, 33])) == [28, 33] and calls == [(28, 40)]
+    assert v.cached_chunks() == []
+    v.frame(1)  # chunk 0 cached (a new decode: going back)
+    got = v.frames_at([2, 6, 10, 14, 18, 30])
+    assert indices(got) == [2, 6, 10, 14, 18, 30]
+    assert calls == [(28, 40), (0, 40)]  # 2 and 6 from the cache, the rest continue chunk 0's decode
+    assert v.cached_chunks() == [0]
+    assert indices(v.frames_at([34, 38])) == [34, 38] and len(calls) == 2  # and on
+    assert v.frames_at([]).shape == (0, 48, 64, 3)
+    with pytest.raises(InputError, match="ascending"):
+        v.frames_at([5, 3])
+    with pytest.raises(InputError, match="does not exist"):
+        v.frames_at([3, 40])
+
+
+def test_frames_at_on_a_folder_loads_only_those_frames(frame_folder):
+    v = VideoSource.open(frame_folder, chunk_frames=4)
+    loaded, load = [], v._backend.load
+    v._backend.load = lambda i: loaded.append(i) or load(i)
+    assert indices(v.frames_at([1, 5, 9])) == [1, 5, 9]
+    assert loaded == [1, 5, 9] and v.cached_chunks() == []
+
+
+class _GappyBackend:
+    """A decoder that drops frames 5 and 6 of a 12-frame video (frame t shows t)."""
+    continues, fps, n_frames, height, width, variable_frame_rate = True, 25.0, 12, 48, 64, False
+    times = np.arange(12) / 25.0
+
+    def stream(self, start, stop, keep=None):
+        for t in range(start, stop):
+            if t not in (5, 6):
+                yield t, encode_index(t)
+
+
+def test_sparse_read_fills_frames_the_decoder_dropped(tmp_path):
+    v = VideoSource(_GappyBackend(), tmp_path / "gappy.mp4", chunk_frames=4, cache_bytes=1 << 20, cache_chunks=4)
+    with pytest.warns(RuntimeWarning, match="frame 6 could not be decoded"):
+        got = v.frames_at([2, 6, 10])
+    assert indices(got) == [2, 4, 10]  # 6 stands in for by the last frame that decoded, 4
+    assert v.filled_frames == {6}
+    with pytest.warns(RuntimeWarning, match="frames 5..6 could not be decoded"):
+        assert indices(v.frames(4, 8)) == [4, 4, 4, 7]
+
+
 def test_frames_and_iter_chunks(synthetic_video):
     v = VideoSource.open(synthetic_video, chunk_frames=8)
     assert indices(v.frames(5, 29)) == list(range(5, 29))
@@ -237,7 +311,7 @@ def test_truncated_video_counts_what_the_file_holds(tmp_path):
     assert got[:n - 1] == list(range(n - 1))
     if got[-1] != n - 1:
         assert got[-1] == n - 2 and v.filled_frames == {n - 1}
-        assert any(f"frames {n - 1}..{n - 1}" in str(w.message) for w in caught)
+        assert any(f"frame {n - 1} could not be decoded" in str(w.message) for w in caught)
     else:
         assert not v.filled_frames
     tiny = tmp_path / "tiny.mp4"  # cut inside the first frame: no frame at all

@@ -74,7 +74,9 @@ def _maxrss_mb() -> float:
 
 
 class RssSampler:
-    """Samples the process RSS every `period` s in a thread (psutil), keeping the peak."""
+    """Samples the process RSS every `period` s in a thread (psutil), keeping the peak; also the peak
+    of this process and its children together (the ffmpeg decoders, which getrusage does not see
+    while they run)."""
 
     def __init__(self, period: float = 0.2):
         try:
@@ -83,7 +85,8 @@ class RssSampler:
             self._proc = None
         else:
             self._proc = psutil.Process()
-        self.period, self.peak_mb, self._stop = period, 0.0, threading.Event()
+        self.period, self.peak_mb, self.peak_with_children_mb = period, 0.0, 0.0
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     @property
@@ -98,8 +101,17 @@ class RssSampler:
     def sample(self) -> float:
         if self._proc is None:
             return 0.0
+        import psutil
+
         mb = self._proc.memory_info().rss / 2**20
         self.peak_mb = max(self.peak_mb, mb)
+        children = 0.0
+        for child in self._proc.children(recursive=True):
+            try:
+                children += child.memory_info().rss / 2**20
+            except psutil.Error:  # it ended meanwhile
+                pass
+        self.peak_with_children_mb = max(self.peak_with_children_mb, mb + children)
         return mb
 
     def __enter__(self):
@@ -183,14 +195,16 @@ def run(args) -> int:
         result = {
             "frames": n, "size": f"{width}x{height}", "peak_rss_mb": round(peak, 1),
             "sampled_peak_rss_mb": round(sampler.peak_mb, 1) if sampler.available else None,
+            "sampled_peak_with_decoders_mb": round(sampler.peak_with_children_mb, 1) if sampler.available else None,
             "rss_before_session_mb": round(rss_before, 1),
             "propagate_fps": round(done / prop_s, 3) if prop_s > 0 else None,
             "finetune_seconds": round(t_tune, 2), "finetune_steps": args.steps, "self_train": cfg.self_train,
             "input_long_side": cfg.input_long_side, "frames_stored": stored,
             "seconds": round(seconds, 1), "video": str(video), "machine": platform.processor() or platform.machine(),
         }
-        print(f"peak RSS {peak:.0f} MB (getrusage)" + (f", sampled peak {sampler.peak_mb:.0f} MB (psutil)"
-                                                       if sampler.available else ""))
+        print(f"peak RSS {peak:.0f} MB (getrusage)" + (
+            f", sampled peak {sampler.peak_mb:.0f} MB (psutil), {sampler.peak_with_children_mb:.0f} MB with the "
+            f"ffmpeg decoders" if sampler.available else ""))
         print(f"propagation: {done} frames in {prop_s:.1f} s (all passes) = {result['propagate_fps']} frames/s; "
               f"tuning {t_tune:.1f} s; total {seconds:.1f} s")
         print(json.dumps(result))

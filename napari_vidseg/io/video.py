@@ -29,6 +29,7 @@ Decisions worth knowing (see also docs/benchmarks.md, "Lazy video"):
 """
 from __future__ import annotations
 
+import bisect
 import math
 import queue
 import re
@@ -52,6 +53,10 @@ DEFAULT_FOLDER_FPS = 24.0
 DEFAULT_CACHE_BYTES = 512 * 1024**2
 #: and at most this many chunks.
 DEFAULT_CACHE_CHUNKS = 8
+#: an open decode is continued by a read that starts at most this many frames past where it stands:
+#: decoding and dropping them (about 4.6 ms a 1080p frame) costs less than a new process, whose seek
+#: decodes again from the last key frame (docs/benchmarks.md, "Sequential reads").
+SKIP_AHEAD = 32
 
 
 def natural_key(name: str) -> list:
@@ -192,8 +197,14 @@ class _FfmpegBackend:
         return meta_fps or 25.0, False
 
     # -- decoding
-    def stream(self, start: int, stop: int) -> Iterator[tuple[int, np.ndarray]]:
+    #: a video decodes sequentially: continuing an open decode is far cheaper than a new one (_OpenStream)
+    continues = True
+
+    def stream(self, start: int, stop: int, keep: Sequence[int] | None = None) -> Iterator[tuple[int, np.ndarray]]:
         """(index, frame) for frames start..stop-1 from ONE ffmpeg process.
+
+        `keep` is ignored: every frame of the range is decoded anyway, and the
+        caller drops those it did not ask for.
 
         Each decoded frame's presentation time (from ffmpeg's showinfo filter on stderr) is
         matched to the packet index, so a frame the decoder drops (corrupt data) shows up as
@@ -336,9 +347,50 @@ class _FolderBackend:
             raise InputError(f"{f}: frame {i} has size {a.shape[1]}x{a.shape[0]}, expected {self.width}x{self.height}")
         return _to_rgb(a)
 
-    def stream(self, start: int, stop: int) -> Iterator[tuple[int, np.ndarray]]:
-        for i in range(start, stop):
+    #: images are read one by one: nothing is gained by keeping a read open (see _OpenStream)
+    continues = False
+
+    def stream(self, start: int, stop: int, keep: Sequence[int] | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """(index, frame) for frames start..stop-1, or for the indices in `keep` only."""
+        for i in (range(start, stop) if keep is None else keep):
             yield i, self.load(i)
+
+
+class _OpenStream:
+    """One decode from frame `start` to the end of the video, read piece by piece.
+
+    Consecutive reads (propagation going forward, the viewer stepping through the
+    video) continue it instead of starting an ffmpeg process per chunk: at 1080p
+    that is 4.6 instead of 17.8 ms a frame, because every new process seeks and
+    decodes again from the last key frame (docs/benchmarks.md, "Sequential reads")."""
+
+    def __init__(self, backend, start: int, stop: int):
+        self._pairs = backend.stream(start, stop)
+        self.next = start  # the first frame index not handed out yet
+        self.ended = False  # the decoder stopped (end of the video, or an undecodable tail)
+        self._pending: tuple[int, np.ndarray] | None = None
+
+    def take(self, start: int, stop: int) -> Iterator[tuple[int, np.ndarray]]:
+        """(index, frame) pairs with start <= index < stop; frames before `start` are dropped."""
+        while not self.ended:
+            if self._pending is None:
+                try:
+                    self._pending = next(self._pairs)
+                except StopIteration:
+                    self.ended = True
+                    return
+            idx, frame = self._pending
+            if idx >= stop:
+                break
+            self._pending = None
+            self.next = idx + 1
+            if idx >= start:
+                yield idx, frame
+        self.next = max(self.next, stop)
+
+    def close(self) -> None:
+        self._pairs.close()
+        self.ended = True
 
 
 def _last_line(text: str) -> str:
@@ -397,6 +449,8 @@ class VideoSource(RGBFramesMixin):
         self.decoded_chunks = 0
         #: frame indices that could not be decoded and were filled with the last good frame
         self.filled_frames: set[int] = set()
+        self._open: _OpenStream | None = None  # the decode that consecutive reads continue
+        self._open_lock = threading.Lock()
 
     # -- construction
     @classmethod
@@ -458,45 +512,72 @@ class VideoSource(RGBFramesMixin):
         start = c * self.chunk_frames
         return start, min(start + self.chunk_frames, self.n_frames)
 
-    def _aligned(self, start: int, stop: int) -> Iterator[np.ndarray]:
-        """Every frame start..stop-1 in order; frames that did not decode repeat the last good one.
+    def _aligned(self, start: int, stop: int, keep: Sequence[int] | None = None,
+                 own: bool = False) -> Iterator[np.ndarray]:
+        """Every frame start..stop-1 in order (or only those in `keep`, ascending, within the
+        range); frames that did not decode repeat the last good one. `own`: a decode of its
+        own, which neither uses nor moves the open one (a long scan).
 
         The warning is given (and `filled_frames` updated) as soon as a gap is known, before
         the padding is yielded, so a consumer that stops early still hears about it.
         """
+        wanted = range(start, stop) if keep is None else list(keep)
         last: np.ndarray | None = None
-        t = start
-        stream = self._backend.stream(start, stop)
+        pos = 0  # wanted[pos] is the next frame to hand out
+        pairs = self._backend.stream(start, stop, keep) if own else self._pairs(start, stop, keep)
         try:
-            for idx, f in stream:
-                if idx < t:
-                    continue  # a repeated timestamp: keep the first frame
-                if idx > t:  # a gap: frames the decoder dropped
-                    yield from self._fill_gap(t, idx, last)
-                    t = idx
+            for idx, f in pairs:
+                if pos == len(wanted):
+                    break
+                gap_end = bisect.bisect_left(wanted, idx, pos)
+                if gap_end > pos:  # wanted frames before idx never came: the decoder dropped them
+                    yield from self._fill_gap(wanted[pos:gap_end], last)
+                    pos = gap_end
+                if pos < len(wanted) and wanted[pos] == idx:
+                    yield f
+                    pos += 1
+                # else: a frame not asked for, or a repeated timestamp (the first one was kept)
                 last = f
-                yield f
-                t += 1
         finally:
-            stream.close()
-        if t < stop:  # the stream ended early: an undecodable tail
-            yield from self._fill_gap(t, stop, last)
+            pairs.close()
+        if pos < len(wanted):  # the stream ended early: an undecodable tail
+            yield from self._fill_gap(wanted[pos:], last)
 
-    def _fill_gap(self, first: int, stop: int, last: np.ndarray | None) -> Iterator[np.ndarray]:
-        """Yield a stand-in for each frame first..stop-1 the decoder did not return: `last`,
-        the last good frame (or the one before `first` when there is none yet), after
-        reporting the gap."""
+    def _pairs(self, start: int, stop: int, keep: Sequence[int] | None) -> Iterator[tuple[int, np.ndarray]]:
+        """The backend's (index, frame) pairs over start..stop-1. A video file's come from the
+        open decode when it stands at most SKIP_AHEAD frames before `start`; otherwise a new
+        one is opened there (to the end of the video) for the reads that follow. A second
+        thread reading meanwhile gets a decode of its own range."""
+        backend = self._backend
+        if not backend.continues or not self._open_lock.acquire(blocking=False):
+            yield from backend.stream(start, stop, keep)
+            return
+        try:
+            s = self._open
+            if s is None or s.ended or not 0 <= start - s.next <= SKIP_AHEAD:
+                if s is not None:
+                    s.close()
+                s = self._open = _OpenStream(backend, start, self.n_frames)
+            yield from s.take(start, stop)
+        finally:
+            self._open_lock.release()
+
+    def _fill_gap(self, missing: Sequence[int], last: np.ndarray | None) -> Iterator[np.ndarray]:
+        """Yield a stand-in for each frame in `missing` (ascending) the decoder did not return:
+        `last`, the last good frame (or the one before the first missing frame when there is
+        none yet), after reporting the gap."""
         if last is None:
-            last = self._fill_before(first)
-        self._report_missing(first, stop)
-        for _ in range(first, stop):
+            last = self._fill_before(missing[0])
+        self._report_missing(missing)
+        for _ in missing:
             yield last
 
-    def _report_missing(self, first: int, stop: int) -> None:
+    def _report_missing(self, missing: Sequence[int]) -> None:
         with self._lock:
-            self.filled_frames.update(range(first, stop))
+            self.filled_frames.update(missing)
+        span = f"frame {missing[0]}" if len(missing) == 1 else f"frames {missing[0]}..{missing[-1]}"
         warnings.warn(
-            f"{self.path}: frames {first}..{stop - 1} could not be decoded (corrupt or truncated video?); "
+            f"{self.path}: {span} could not be decoded (corrupt or truncated video?); "
             f"showing the last frame that decoded instead", RuntimeWarning, stacklevel=5)
 
     def _decode(self, start: int, stop: int) -> np.ndarray:
@@ -551,8 +632,13 @@ class VideoSource(RGBFramesMixin):
             return list(self._cache)
 
     def clear_cache(self) -> None:
+        """Empty the chunk cache and stop the open decode (its ffmpeg process)."""
         with self._lock:
             self._cache.clear()
+        with self._open_lock:
+            if self._open is not None:
+                self._open.close()
+                self._open = None
 
     def frame(self, t: int) -> np.ndarray:
         """Frame t as a read-only (H, W, 3) uint8 array (negative t counts from the end)."""
@@ -575,6 +661,32 @@ class VideoSource(RGBFramesMixin):
             t += n
         return out
 
+    def frames_at(self, indices: Sequence[int]) -> np.ndarray:
+        """The frames at `indices` (ascending, no repeats) as a new (n, H, W, 3) uint8 array.
+
+        Frames whose chunk is cached come from the cache; the others come from one
+        decode over their span and do not enter the cache: a sparse read (every 4th
+        frame, self-training's first pass) neither fills the cache with the frames it
+        skips nor pays a new ffmpeg process per chunk."""
+        idx = [self._check_index(t) for t in indices]
+        if any(b <= a for a, b in zip(idx, idx[1:])):
+            raise InputError(f"frames_at needs ascending frame indices without repeats, got {list(indices)[:8]}...")
+        out = np.empty((len(idx), self.height, self.width, 3), np.uint8)
+        with self._lock:
+            cached = dict(self._cache)
+        todo = []
+        for k, t in enumerate(idx):
+            c, i = divmod(t, self.chunk_frames)
+            if c in cached:
+                out[k] = cached[c][i]
+            else:
+                todo.append(k)
+        if todo:
+            keep = [idx[k] for k in todo]
+            for k, f in zip(todo, self._aligned(keep[0], keep[-1] + 1, keep)):
+                out[k] = f
+        return out
+
     def iter_chunks(self, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
         """Yield (first_index, block) over start..stop-1 in order, from ONE sequential decode.
 
@@ -588,7 +700,7 @@ class VideoSource(RGBFramesMixin):
             raise InputError(f"frames {start}..{stop - 1} are out of range for a video of {self.n_frames} frames")
         if start == stop:
             return
-        frames = self._aligned(start, stop)
+        frames = self._aligned(start, stop, own=True)
         try:
             t = start
             while t < stop:

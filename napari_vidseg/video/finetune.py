@@ -63,7 +63,11 @@ class FinetuneConfig:
     batch: int = 4  # training batch (copies per step)
     crop: float = 0.5  # each step sees a random window of this fraction of each side (aligned to stride 32)
     loss: str = "seg"
-    batch_infer: int = 8  # frames per forward pass in propagation
+    # Frames per forward pass in propagation; None: 2 on a CPU, 8 on a GPU. On the 2-core CPU a batch of 8
+    # is the slowest (car-roundabout, 480p, input 864: 60-64 ms a frame end to end against 38-39 with 1 or 2;
+    # 1080p: 98-101 against 65): its activations and full-size logits no longer fit the caches (session 14,
+    # docs/video.md).
+    batch_infer: int | None = None
     keep_components: bool = True  # propagation: drop blobs that do not touch the previous frame's object
     # propagation: pixels farther than this fraction of the long side from the previous frame's object are
     # background (0: off). Off since session 11: chosen as 0.08 on three held-out sequences (session 7), it
@@ -114,6 +118,8 @@ class FinetuneConfig:
         if self.self_train < 0 or self.first_pass_stride < 1:
             raise InputError(f"self_train >= 0 and first_pass_stride >= 1 are required, got {self.self_train} "
                              f"and {self.first_pass_stride}")
+        if self.batch_infer is not None and self.batch_infer < 1:
+            raise InputError(f"batch_infer must be at least 1 (or None: chosen for the device), got {self.batch_infer}")
         if self.steps < 0 or self.n_aug < 1 or self.batch < 1 or self.input_long_side < 32:
             raise InputError("steps >= 0, n_aug >= 1, batch >= 1 and input_long_side >= 32 are required")
 

@@ -5,9 +5,9 @@
 
 Work goes outward from the annotated frames: each unannotated frame belongs
 to its nearest annotated frame (its "anchor"), forward or backward of it.
-Those runs are processed in round-robin blocks of `config.batch_infer`
-consecutive frames (one chunked read of the video and one batched forward
-pass per block), so the frames next to the user's annotations are ready
+Those runs are processed in round-robin blocks of a few frames
+(`inference_batch`: one read of the video and one batched forward pass per
+block), so the frames next to the user's annotations are ready
 first and the results are usable while propagation continues.
 
 Each frame is predicted independently by the network tuned on all annotated
@@ -73,6 +73,24 @@ class _ArraySource:
     def frames(self, start: int, stop: int) -> np.ndarray:
         return np.asarray(self.array[start:stop])
 
+    def frames_at(self, indices: Sequence[int]) -> np.ndarray:
+        return np.asarray(self.array[list(indices)])
+
+
+def read_block(src, block: Sequence[int]) -> list[np.ndarray]:
+    """The frames of a block, in the block's order (which may run backward), RGB only.
+    Consecutive frames are one `frames` read (through a VideoSource's chunk cache);
+    a sparse block is one `frames_at` read where the source has it (a VideoSource
+    decodes the span once and caches nothing)."""
+    lo, hi = min(block), max(block)
+    if hi - lo + 1 == len(block) or not hasattr(src, "frames_at"):
+        clip = src.frames(lo, hi + 1)
+        return [np.asarray(clip[t - lo])[..., :3] for t in block]
+    order = sorted(block)
+    clip = src.frames_at(order)
+    at = {t: k for k, t in enumerate(order)}
+    return [np.asarray(clip[at[t]])[..., :3] for t in block]
+
 
 def _as_source(source):
     if isinstance(source, np.ndarray):
@@ -108,21 +126,27 @@ def _runs(n_frames: int, annotated: Sequence[int], frames: Sequence[int] | None)
             for (k, direction), ts in sorted(buckets.items(), key=lambda kv: (kv[0][0], -kv[0][1]))]
 
 
+#: frames of a run at most this far apart share a block (one read over their span): every 4th frame
+#: (self-training's first pass) still runs in full batches.
+MAX_BLOCK_GAP = 16
+
+
 def plan_order(n_frames: int, annotated: Sequence[int], frames: Sequence[int] | None = None,
                block: int = 8) -> list[list[int]]:
     """Blocks of frames in processing order (annotated frames excluded).
 
     Every frame joins the run of its nearest annotated frame (ties go to the
     earlier one, i.e. forward); each run is cut into blocks of up to `block`
-    consecutive frames ordered away from the anchor; blocks are taken
+    frames ordered away from the anchor, neighbours in a block at most
+    MAX_BLOCK_GAP apart (consecutive when every frame is wanted); blocks are taken
     round-robin over the runs so that work spreads outward from every anchor.
     With no annotated frames, one forward run from frame 0."""
     blocks_per_run = []
     for _, run in _runs(n_frames, annotated, frames):
         blocks, cur = [], []
         for t in run:
-            # A block holds consecutive frames only (one contiguous read).
-            if cur and (len(cur) == block or abs(t - cur[-1]) != 1):
+            # A block is one read over its span: a wide gap starts a new one.
+            if cur and (len(cur) == block or abs(t - cur[-1]) > MAX_BLOCK_GAP):
                 blocks.append(cur)
                 cur = []
             cur.append(t)
@@ -287,7 +311,7 @@ def propagate(net, source, annotated: Mapping[int, np.ndarray], config: Finetune
     size = input_size(H, W, config.input_long_side)
     sizes = scaled_sizes(H, W, config)
     wanted = set(range(n)) if frames is None else set(int(t) for t in frames)
-    plan = plan_order(n, list(annotated), sorted(wanted), config.batch_infer)
+    plan = plan_order(n, list(annotated), sorted(wanted), inference_batch(config, device))
     before = predecessors(n, list(annotated), sorted(wanted))
     waiting = Counter(before.values())  # how many frames still need each mask as their "previous" one
     # The clean-up works at the network's resolution: masks_done holds coarse masks.
@@ -302,9 +326,7 @@ def propagate(net, source, annotated: Mapping[int, np.ndarray], config: Finetune
     use_bf16 = wants_bf16(config, device)
     clock.restart()
     for block in plan:
-        lo, hi = min(block), max(block)
-        clip = src.frames(lo, hi + 1)
-        clip = [np.asarray(clip[t - lo])[..., :3] for t in block]
+        clip = read_block(src, block)
         clock.lap("read")
         imgs = np.stack([resize_rgb(f, size) for f in clip])
         clock.lap("resize")
@@ -362,6 +384,14 @@ class _StageClock:
             now = time.perf_counter()
             self.timings[stage] = self.timings.get(stage, 0.0) + now - self.t
             self.t = now
+
+
+def inference_batch(config: FinetuneConfig, device: torch.device) -> int:
+    """Frames per forward pass: config.batch_infer, or by default 2 on a CPU (where larger batches are
+    slower per frame, see FinetuneConfig.batch_infer) and 8 on a GPU."""
+    if config.batch_infer:
+        return int(config.batch_infer)
+    return 8 if device.type == "cuda" else 2
 
 
 def scaled_sizes(height: int, width: int, config: FinetuneConfig) -> list[tuple[int, int]]:
