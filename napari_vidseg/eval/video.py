@@ -159,36 +159,38 @@ def run_sequence(parent, seq, cfg, init_mask: np.ndarray, annotated_extra: dict 
     the trusted masks added (quality.pseudo_annotations), a full propagation;
     the times are the sums of both passes."""
     from ..progress import drain
+    from ..types import Progress
     from ..video.finetune import finetune
     from ..video.propagate import propagate
-    from ..video.quality import first_pass_frames, pseudo_annotations
+    from ..video.self_train import propagate_self_trained
 
     source = seq.source()
     annotated = {0: init_mask, **(annotated_extra or {})}
-    n_frames = len(source)
-    passes = [first_pass_frames(range(n_frames), cfg.first_pass_stride), None] if cfg.self_train else [None]
-    ft = prop = 0.0
-    extra: dict = {}
-    tuned = None
-    for targets in passes:
-        if tuned is None or extra:  # as VideoSession.propagate: no trusted frame, no second tuning
-            tune_on = {**extra, **annotated}
-            frames = [source.frame(t) for t in sorted(tune_on)]
-            t0 = time.perf_counter()
-            tuned = drain(finetune(parent, frames, [tune_on[t] for t in sorted(tune_on)], cfg), quiet=True)
-            ft += time.perf_counter() - t0
+    spent = {"tune": 0.0, "propagate": 0.0, "predicted": 0}
+
+    def tune(on):
+        t0 = time.perf_counter()
+        net = yield from finetune(parent, [source.frame(t) for t in sorted(on)], [on[t] for t in sorted(on)], cfg)
+        spent["tune"] += time.perf_counter() - t0
+        return net
+
+    def run(net, frames, message):
         masks, conf, n_pred = {}, {}, 0
         t0 = time.perf_counter()
-        for r in propagate(tuned, source, annotated, cfg, frames=targets):
+        for r in propagate(net, source, annotated, cfg, frames=frames):  # the annotated frames come back too
             masks[r.t] = r.mask
             conf[r.t] = r.confidence
             if probs is not None:  # the last pass covers every frame and overwrites the first
                 probs[r.t] = r.prob
             n_pred += not r.annotated
-        prop += time.perf_counter() - t0
-        if targets is not None:
-            extra = pseudo_annotations(masks, conf, annotated, cfg.self_train, n_frames)
-    return masks, conf, ft, prop, n_pred
+            yield Progress("propagate", len(masks), len(frames), frame=int(r.t), message=message)
+        spent["propagate"] += time.perf_counter() - t0
+        spent["predicted"] = n_pred
+        return masks, conf
+
+    masks, conf = drain(propagate_self_trained(tune, run, annotated, list(range(len(source))), cfg, len(source)),
+                        quiet=True)
+    return masks, conf, spent["tune"], spent["propagate"], spent["predicted"]
 
 
 def save_probs(path: Path, probs: dict) -> None:

@@ -444,7 +444,6 @@ class VideoSession:
         """
         obj = self._check_obj(obj)
         from . import finetune as ft
-        from . import quality
 
         annotated = self.masks.annotated(obj)
         if not annotated:
@@ -455,24 +454,20 @@ class VideoSession:
             targets = [t for t in range(n_frames) if t not in annotated]
         else:
             targets = [self._check_t(t) for t in frames if t not in annotated]
-        extra: dict[int, np.ndarray] = {}
-        net = None
-        if config.self_train:
-            first = quality.first_pass_frames(targets, config.first_pass_stride)
-            net = yield from self._tune(annotated, config)
-            yield from self._write_propagation(obj, net, annotated, first, config, "first pass")
-            # The scan left its last decoded chunks in the cache (up to 512 MB at 1080p), which the
+        from .self_train import propagate_self_trained
+
+        def run(net, frames: list[int], message: str):
+            yield from self._write_propagation(obj, net, annotated, frames, config, message)
+            # The pass left its last decoded chunks in the cache (up to 512 MB at 1080p), which a
             # second tuning's features would sit on top of: 2.2 GB peak on 1080p against 1.7 without.
             clear = getattr(self.source, "clear_cache", None)
             if clear is not None:
                 clear()
-            seen = sorted(set(first) | set(annotated))
-            extra = quality.pseudo_annotations(_LazyMasks(self.masks, obj, seen), self.masks.confidence(obj),
-                                               annotated, config.self_train, n_frames)
-        if net is None or extra:  # no trusted frame found (a short video): the first tuning serves again
-            net = yield from self._tune({**extra, **annotated}, config)
-        yield from self._write_propagation(obj, net, annotated, targets, config,
-                                           f"self-trained on frames {sorted(extra)}" if extra else "")
+            seen = sorted(set(frames) | set(annotated))
+            return _LazyMasks(self.masks, obj, seen), self.masks.confidence(obj)
+
+        yield from propagate_self_trained(lambda on: self._tune(on, config), run, annotated, targets, config,
+                                          n_frames)
 
     def _tune(self, frames: Mapping[int, np.ndarray], config) -> Generator[Progress, None, Any]:
         from . import finetune as ft
