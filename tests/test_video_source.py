@@ -83,6 +83,14 @@ def test_consecutive_reads_continue_one_decode(synthetic_video):
     assert v._open is None
 
 
+def test_a_second_reader_gets_a_decode_of_its_own(synthetic_video):
+    v = VideoSource.open(synthetic_video, chunk_frames=8)
+    calls = count_streams(v)
+    with v._open_lock:  # another thread is reading from the open decode
+        assert indices(v.frames(8, 16)) == list(range(8, 16))
+    assert calls == [(8, 16)] and v._open is None  # just the chunk, and the open decode is left alone
+
+
 def test_frames_at_reads_sparse_frames_without_caching_them(synthetic_video):
     v = VideoSource.open(synthetic_video, chunk_frames=8)
     calls = count_streams(v)
@@ -381,3 +389,14 @@ def test_session_reads_tuning_frames_without_filling_the_cache(synthetic_video, 
     list(session._tune(masks, ft.FinetuneConfig(steps=1, n_aug=2, batch=2, input_long_side=64)))
     assert seen == [3, 21, 37]
     assert session.source.cached_chunks() == []
+
+
+def test_bench_video_reports_propagations_reads(synthetic_video, capsys):
+    import json
+
+    from napari_vidseg import cli
+
+    assert cli.main(["bench-video", str(synthetic_video), "--random", "2", "--reads", "16", "--chunk-frames", "8"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["frames"] == 40 and result["sequential_fps"] > 0
+    assert result["in_order_ms_per_frame"] > 0 and result["every_4th_ms_per_frame_read"] > 0

@@ -3,7 +3,9 @@
 Prints time-to-first-frame (open + frame 0), random-access latency (median of
 20 random frames on a fresh source, so each is a cache miss), sequential frames
 per second over the whole video (`iter_chunks`), peak RSS while scanning every
-frame, and raw ffmpeg decoding speed of the same file (ffmpeg decoding to rgb24
+frame, propagation's two ways of reading (8 frames at a time in order through
+the chunk cache, `frames`; every 4th frame, two at a time, `frames_at`) over
+the first `--reads` frames, and raw ffmpeg decoding speed of the same file (ffmpeg decoding to rgb24
 into the null muxer: the physical limit) with our sequential speed as a ratio.
 The last line is one JSON object.
 """
@@ -31,6 +33,7 @@ def configure(parser) -> None:
     parser.add_argument("--random", type=int, default=20, help="number of random frames to time")
     parser.add_argument("--chunk-frames", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--reads", type=int, default=600, help="frames read the ways propagation reads them")
 
 
 def make_long_video(path: Path, minutes: float, fps: float, width: int, height: int) -> Path:
@@ -59,6 +62,26 @@ def raw_ffmpeg_fps(path: Path, n_frames: int, muxer: str = "null") -> float:
                     "-map", "0:v:0", "-fps_mode", "passthrough", "-pix_fmt", "rgb24", "-f", muxer, "-"],
                    check=True, stdout=subprocess.DEVNULL)
     return n_frames / (time.perf_counter() - t0)
+
+
+def propagation_reads(path: Path, chunk_frames: int, n: int) -> tuple[float, float]:
+    """Milliseconds a frame for the reads propagation makes over frames 0..n-1, each on a fresh
+    source: blocks of 8 in order through the chunk cache (a dense pass), and blocks of two frames
+    4 apart with `frames_at` (self-training's first pass; per frame read)."""
+    from ..io.video import VideoSource
+
+    src = VideoSource.open(path, chunk_frames=chunk_frames)
+    t0 = time.perf_counter()
+    for t in range(0, n, 8):
+        src.frames(t, min(t + 8, n))
+    in_order = (time.perf_counter() - t0) * 1000 / max(n, 1)
+    src = VideoSource.open(path, chunk_frames=chunk_frames)
+    wanted = list(range(0, n, 4))
+    t0 = time.perf_counter()
+    for i in range(0, len(wanted), 2):
+        src.frames_at(wanted[i:i + 2])
+    sparse = (time.perf_counter() - t0) * 1000 / max(len(wanted), 1)
+    return in_order, sparse
 
 
 def run(args) -> int:
@@ -104,6 +127,10 @@ def run(args) -> int:
     peak = _peak_rss_mb()
     print(f"sequential: {n} frames in {t_seq:.1f} s = {seq_fps:.1f} fps; peak RSS {peak:.0f} MB", flush=True)
 
+    ms_in_order, ms_every_4th = propagation_reads(path, args.chunk_frames, min(args.reads, src.n_frames))
+    print(f"propagation's reads: in order {ms_in_order:.1f} ms a frame; every 4th frame {ms_every_4th:.1f} ms a "
+          f"frame read", flush=True)
+
     raw = raw_ffmpeg_fps(path, src.n_frames)
     raw_bytes = raw_ffmpeg_fps(path, src.n_frames, "rawvideo")
     print(f"raw ffmpeg decode (rgb24 -> null): {raw:.1f} fps; ours / raw = {seq_fps / raw:.2f}", flush=True)
@@ -114,6 +141,7 @@ def run(args) -> int:
         "open_ms": round(t_open * 1000, 1), "time_to_first_frame_ms": round(t_first * 1000, 1),
         "random_access_median_ms": round(statistics.median(lat) * 1000, 1),
         "random_access_max_ms": round(max(lat) * 1000, 1),
+        "in_order_ms_per_frame": round(ms_in_order, 2), "every_4th_ms_per_frame_read": round(ms_every_4th, 2),
         "sequential_fps": round(seq_fps, 1), "raw_ffmpeg_fps": round(raw, 1),
         "ratio_to_raw": round(seq_fps / raw, 3), "raw_ffmpeg_rawvideo_fps": round(raw_bytes, 1),
         "ratio_to_raw_rawvideo": round(seq_fps / raw_bytes, 3), "load_average": list(os.getloadavg()), "peak_rss_mb": round(peak, 1),
