@@ -131,6 +131,19 @@ def _torch_one_thread():
     yield
 
 
+@pytest.fixture(autouse=True)
+def _triton_kept_out_after_a_viewer():
+    """A test that opened a napari viewer under Xvfb leaves Mesa's LLVM in the process; a later test
+    that reaches triton (torch's int8 quantization imports it) would then crash the whole run, as the
+    viewer would (napari_vidseg/_napari/llvm_guard.py). The plugin guards itself; tests that make
+    viewers without it are covered here, whatever order or subset of tests runs."""
+    yield
+    if "napari" in sys.modules:
+        from napari_vidseg._napari.llvm_guard import keep_triton_out
+
+        keep_triton_out()
+
+
 def require_shared_data(*parts: str) -> Path:
     """Path under ../shared/data, or skip the test with a reason when it is absent."""
     p = DATA_DIR.joinpath(*parts)

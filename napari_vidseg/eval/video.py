@@ -154,9 +154,8 @@ def run_sequence(parent, seq, cfg, init_mask: np.ndarray, annotated_extra: dict 
     """Fine-tune on frame 0 (+ extra annotated frames), propagate; returns
     (masks {t: mask}, confidence {t: c}, finetune seconds, propagate seconds, frames predicted).
     `probs`, when given, is filled with {t: probability at the network's size}.
-    With cfg.self_train, the two passes of VideoSession.propagate: a first
-    propagation of every cfg.first_pass_stride-th frame, a second tuning with
-    the trusted masks added (quality.pseudo_annotations), a full propagation;
+    With cfg.self_train, the two passes VideoSession.propagate runs (the same
+    plan: video/self_train.propagate_self_trained), with masks kept in memory;
     the times are the sums of both passes."""
     from ..progress import drain
     from ..types import Progress

@@ -3,9 +3,12 @@
 `VideoSource.open(path)` reads metadata only: frame size, frame rate and the
 presentation time of every frame (from the container's packet index, without
 decoding anything). Frames are decoded on demand in chunks of
-``chunk_frames`` consecutive frames, one ffmpeg process per chunk, and kept in a
-small LRU cache bounded in bytes, so scrubbing back and forth in napari is
-cheap and memory stays bounded whatever the video's length.
+``chunk_frames`` consecutive frames and kept in a small LRU cache bounded in
+bytes, so scrubbing back and forth in napari is cheap and memory stays bounded
+whatever the video's length. A cache miss right after the previous read
+continues the same ffmpeg process (one open decode per source) instead of
+starting one that seeks again; `frames_at` reads sparse frames (every 4th)
+from one decode without caching them.
 
 Decisions worth knowing (see also docs/benchmarks.md, "Lazy video"):
 
@@ -55,7 +58,7 @@ DEFAULT_CACHE_BYTES = 512 * 1024**2
 DEFAULT_CACHE_CHUNKS = 8
 #: an open decode is continued by a read that starts at most this many frames past where it stands:
 #: decoding and dropping them (about 4.6 ms a 1080p frame) costs less than a new process, whose seek
-#: decodes again from the last key frame (docs/benchmarks.md, "Sequential reads").
+#: decodes again from the last key frame (docs/benchmarks.md, "Propagation's reads").
 SKIP_AHEAD = 32
 
 
@@ -361,8 +364,8 @@ class _OpenStream:
 
     Consecutive reads (propagation going forward, the viewer stepping through the
     video) continue it instead of starting an ffmpeg process per chunk: at 1080p
-    that is 4.6 instead of 17.8 ms a frame, because every new process seeks and
-    decodes again from the last key frame (docs/benchmarks.md, "Sequential reads")."""
+    reading in order costs 6.6 instead of 17.7 ms a frame, because every new
+    process seeks and decodes again from the last key frame (docs/benchmarks.md, "Propagation's reads")."""
 
     def __init__(self, backend, start: int, stop: int):
         self._pairs = backend.stream(start, stop)

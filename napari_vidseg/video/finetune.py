@@ -63,10 +63,9 @@ class FinetuneConfig:
     batch: int = 4  # training batch (copies per step)
     crop: float = 0.5  # each step sees a random window of this fraction of each side (aligned to stride 32)
     loss: str = "seg"
-    # Frames per forward pass in propagation; None: 2 on a CPU, 8 on a GPU. On the 2-core CPU a batch of 8
-    # is the slowest (car-roundabout, 480p, input 864: 60-64 ms a frame end to end against 38-39 with 1 or 2;
-    # 1080p: 98-101 against 65): its activations and full-size logits no longer fit the caches (session 14,
-    # docs/video.md).
+    # Frames per forward pass in propagation; None: forward_batch's choice, 2 on a CPU and 8 on a GPU. On the
+    # 2-core CPU a batch of 8 is the slowest (car-roundabout, 480p, input 864: 60-64 ms a frame end to end
+    # against 38-39 with 1 or 2; 1080p: 98-101 against 65; session 14, docs/video.md).
     batch_infer: int | None = None
     keep_components: bool = True  # propagation: drop blobs that do not touch the previous frame's object
     # propagation: pixels farther than this fraction of the long side from the previous frame's object are
@@ -122,6 +121,15 @@ class FinetuneConfig:
             raise InputError(f"batch_infer must be at least 1 (or None: chosen for the device), got {self.batch_infer}")
         if self.steps < 0 or self.n_aug < 1 or self.batch < 1 or self.input_long_side < 32:
             raise InputError("steps >= 0, n_aug >= 1, batch >= 1 and input_long_side >= 32 are required")
+
+
+def forward_batch(device: torch.device) -> int:
+    """Frames (or augmented copies) per forward pass where nothing asks otherwise: 2 on a CPU, 8 on a GPU.
+    On the 2-core CPU larger batches are slower per frame and far larger in memory: the activations
+    of 8 frames at 864x480 no longer fit the caches (session 14, docs/video.md). Propagation,
+    car-roundabout: 56.8 against 32.8 ms a frame for the network; caching the features of 48 tuning
+    copies at 1080p: 8.2 against 5.3 s and a peak RSS of 1,840 against 1,480 MB."""
+    return 8 if device.type == "cuda" else 2
 
 
 # -- sizes and resizing shared with propagation ------------------------------
@@ -302,14 +310,15 @@ def _finetune_on(parent: VidSegNet, pairs, config: FinetuneConfig,
     for frame, mask in pairs:
         size = input_size(*frame.shape[:2], config.input_long_side)
         imgs, ms = augment(frame, mask, size, config.n_aug, rng)
-        for i in range(0, len(imgs), 8):
-            x = to_tensor(imgs[i:i + 8], device)
+        step = forward_batch(device)
+        for i in range(0, len(imgs), step):
+            x = to_tensor(imgs[i:i + step], device)
             with torch.no_grad():
                 early = net.early_features(x)
                 cache["early"].append(early[1:])  # f2 is not used by the decoder
                 if config.mode == "head":
                     cache["late"].append(net.encoder.late(early[-1]))
-            cache["y"].append(torch.from_numpy(ms[i:i + 8, None]).to(device))
+            cache["y"].append(torch.from_numpy(ms[i:i + step, None]).to(device))
             done += len(x)
             yield Progress("features", done, n_total, message=f"{size[1]}x{size[0]}")
     # Frames of different sizes cannot share a batch; group copies by size.

@@ -47,7 +47,7 @@ from scipy import ndimage
 from ..models.device import CPU, announce_cpu_fallback, is_gpu_oom
 from ..models.registry import cpu_has_native_bf16
 from ..types import InputError
-from .finetune import FinetuneConfig, input_size, load_parent, resize_mask, resize_rgb, to_tensor
+from .finetune import FinetuneConfig, forward_batch, input_size, load_parent, resize_mask, resize_rgb, to_tensor
 
 __all__ = ["FrameResult", "propagate", "plan_order", "prepare_for_inference", "load_parent", "clean_frame"]
 
@@ -387,11 +387,8 @@ class _StageClock:
 
 
 def inference_batch(config: FinetuneConfig, device: torch.device) -> int:
-    """Frames per forward pass: config.batch_infer, or by default 2 on a CPU (where larger batches are
-    slower per frame, see FinetuneConfig.batch_infer) and 8 on a GPU."""
-    if config.batch_infer:
-        return int(config.batch_infer)
-    return 8 if device.type == "cuda" else 2
+    """Frames per forward pass: config.batch_infer, or forward_batch's default for the device."""
+    return int(config.batch_infer) if config.batch_infer else forward_batch(device)
 
 
 def scaled_sizes(height: int, width: int, config: FinetuneConfig) -> list[tuple[int, int]]:
