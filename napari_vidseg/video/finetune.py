@@ -307,10 +307,10 @@ def _finetune_on(parent: VidSegNet, pairs, config: FinetuneConfig,
     n_total = len(pairs) * config.n_aug
     cache: dict[str, list] = {"early": [], "late": [], "y": []}
     done = 0
+    step = forward_batch(device)  # copies per encoder pass
     for frame, mask in pairs:
         size = input_size(*frame.shape[:2], config.input_long_side)
         imgs, ms = augment(frame, mask, size, config.n_aug, rng)
-        step = forward_batch(device)
         for i in range(0, len(imgs), step):
             x = to_tensor(imgs[i:i + step], device)
             with torch.no_grad():
