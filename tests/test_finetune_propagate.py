@@ -413,6 +413,27 @@ def test_read_block_reads_a_sparse_block_once(synthetic_video):
     assert [decode_index(f) for f in read_block(array, [5, 3])] == [5, 3]
 
 
+def test_read_block_without_frames_at_reads_frame_by_frame():
+    class Plain:  # a source with `frames` only
+        def __init__(self):
+            self.reads = []
+
+        def frames(self, start, stop):
+            self.reads.append((start, stop))
+            return np.stack([encode_index(t) for t in range(start, stop)])
+
+    src = Plain()
+    assert [decode_index(f) for f in read_block(src, [40, 24, 8])] == [40, 24, 8]
+    assert src.reads == [(8, 9), (24, 25), (40, 41)]  # never the 33-frame span
+
+
+def test_napari_array_source_reads_sparse_frames():
+    from napari_vidseg._napari.sources import ArraySource
+
+    src = ArraySource(np.stack([encode_index(t) for t in range(12)]))
+    assert [decode_index(f) for f in src.frames_at([1, 6, 11])] == [1, 6, 11]
+
+
 def test_closing_propagation_midway_stops_cleanly(tuned):
     video, truth, net, before, out, progress, cfg = tuned
     gen = propagate(out, video, {0: truth[0]}, cfg)

@@ -91,6 +91,16 @@ def test_a_second_reader_gets_a_decode_of_its_own(synthetic_video):
     assert calls == [(8, 16)] and v._open is None  # just the chunk, and the open decode is left alone
 
 
+def test_clear_cache_does_not_wait_for_a_stuck_reader(synthetic_video):
+    v = VideoSource.open(synthetic_video, chunk_frames=8)
+    v.frame(0)
+    with v._open_lock:  # a reader that never finishes (e.g. kept alive by an interrupted traceback)
+        v.clear_cache()
+    assert v.cached_chunks() == [] and v._open is not None  # the cache is emptied; the decode is left to it
+    v.clear_cache()
+    assert v._open is None
+
+
 def test_frames_at_reads_sparse_frames_without_caching_them(synthetic_video):
     v = VideoSource.open(synthetic_video, chunk_frames=8)
     calls = count_streams(v)

@@ -427,6 +427,14 @@ class RGBFramesMixin:
     def __len__(self) -> int:
         return self.n_frames
 
+    def frames_at(self, indices: Sequence[int]) -> np.ndarray:
+        """The frames at `indices` as a new (n, H, W, 3) uint8 array, one `frame` read each
+        (VideoSource reads them in one decode)."""
+        out = np.empty((len(indices), self.height, self.width, 3), np.uint8)
+        for k, t in enumerate(indices):
+            out[k] = self.frame(t)
+        return out
+
 
 class VideoSource(RGBFramesMixin):
     """A video file or frame folder, exposed as lazily decoded (T, H, W, 3) uint8 frames."""
@@ -635,13 +643,18 @@ class VideoSource(RGBFramesMixin):
             return list(self._cache)
 
     def clear_cache(self) -> None:
-        """Empty the chunk cache and stop the open decode (its ffmpeg process)."""
+        """Empty the chunk cache and stop the open decode (its ffmpeg process) unless a
+        read is using it: then it stays for that read (never wait on a reader that may be
+        stuck, e.g. one kept alive by an interrupted traceback)."""
         with self._lock:
             self._cache.clear()
-        with self._open_lock:
-            if self._open is not None:
-                self._open.close()
-                self._open = None
+        if self._open_lock.acquire(timeout=1.0):
+            try:
+                if self._open is not None:
+                    self._open.close()
+                    self._open = None
+            finally:
+                self._open_lock.release()
 
     def frame(self, t: int) -> np.ndarray:
         """Frame t as a read-only (H, W, 3) uint8 array (negative t counts from the end)."""

@@ -81,13 +81,16 @@ def read_block(src, block: Sequence[int]) -> list[np.ndarray]:
     """The frames of a block, in the block's order (which may run backward), RGB only.
     Consecutive frames are one `frames` read (through a VideoSource's chunk cache);
     a sparse block is one `frames_at` read where the source has it (a VideoSource
-    decodes the span once and caches nothing)."""
+    decodes the span once and caches nothing), else one `frames` read per frame."""
     lo, hi = min(block), max(block)
-    if hi - lo + 1 == len(block) or not hasattr(src, "frames_at"):
+    if hi - lo + 1 == len(block):
         clip = src.frames(lo, hi + 1)
         return [np.asarray(clip[t - lo])[..., :3] for t in block]
     order = sorted(block)
-    clip = src.frames_at(order)
+    if hasattr(src, "frames_at"):
+        clip = src.frames_at(order)
+    else:  # one frame at a time, never the whole span (up to 113 frames: 700 MB at 1080p)
+        clip = [src.frames(t, t + 1)[0] for t in order]
     at = {t: k for k, t in enumerate(order)}
     return [np.asarray(clip[at[t]])[..., :3] for t in block]
 
