@@ -683,7 +683,10 @@ class VideoSource(RGBFramesMixin):
         Frames whose chunk is cached come from the cache; the others come from one
         decode over their span and do not enter the cache: a sparse read (every 4th
         frame, self-training's first pass) neither fills the cache with the frames it
-        skips nor pays a new ffmpeg process per chunk."""
+        skips nor pays a new ffmpeg process per chunk. The decode covers every frame
+        between the first and the last index, so frames far apart are cheaper read
+        one by one (the session's tuning frames are; propagation keeps a block's
+        frames at most MAX_BLOCK_GAP apart)."""
         idx = [self._check_index(t) for t in indices]
         if any(b <= a for a, b in zip(idx, idx[1:])):
             raise InputError(f"frames_at needs ascending frame indices without repeats, got {list(indices)[:8]}...")
