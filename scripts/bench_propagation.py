@@ -45,6 +45,7 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--input-long-side", type=int, default=None)
     ap.add_argument("--flip", action="store_true")
+    ap.add_argument("--refine", action="store_true", help="the interactive segmenter's second opinion per frame")
     ap.add_argument("--batch-infer", type=int, default=None, help="frames per forward pass (default: the library's)")
     ap.add_argument("--scales", default=None, help="comma list of multiples of the input size, e.g. 1,1.5")
     ap.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None)
@@ -60,7 +61,7 @@ def main(argv=None) -> None:
     from napari_vidseg.video.propagate import propagate
 
     device = torch.device(args.device) if args.device else select_device()
-    cfg = FinetuneConfig(flip=args.flip, bf16=args.bf16, batch_infer=args.batch_infer)
+    cfg = FinetuneConfig(flip=args.flip, bf16=args.bf16, batch_infer=args.batch_infer, refine=args.refine)
     if args.input_long_side:
         cfg.input_long_side = args.input_long_side
     if args.scales:
@@ -91,7 +92,7 @@ def main(argv=None) -> None:
     name = torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or platform.machine()
     print(json.dumps({"sequence": args.sequence, "device": str(device), "device_name": name,
                       "torch_threads": torch.get_num_threads(), "input_long_side": cfg.input_long_side,
-                      "flip": cfg.flip, "scales": list(cfg.scales), "bf16": cfg.bf16, "batch_infer": cfg.batch_infer, "stages_ms": stages, "propagate_fps": fps,
+                      "flip": cfg.flip, "refine": cfg.refine, "scales": list(cfg.scales), "bf16": cfg.bf16, "batch_infer": cfg.batch_infer, "stages_ms": stages, "propagate_fps": fps,
                       "finetune_seconds": tune_s}))
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 from PIL import Image
 
 from conftest import decode_index, encode_index, iou, moving_disk
@@ -26,6 +27,10 @@ from napari_vidseg.video.propagate import (MAX_BLOCK_GAP, FrameResult, _as_sourc
                                            as_float16, drop_distant_blobs, near_mask, plan_order, propagate,
                                            read_block, wants_bf16)
 from napari_vidseg.video.quality import frame_scores, worst_frames
+from napari_vidseg.video import propagate as propagate_mod
+from napari_vidseg.video.refine import MaskRefiner, logit as refine_logit
+from napari_vidseg.interactions.robot import interior_click
+from napari_vidseg.segment.predictor import Prediction
 
 T, H, W, R = 12, 64, 64, 12
 
@@ -247,6 +252,93 @@ def test_propagation_reports_where_its_time_went(tuned):
     assert all(np.array_equal(timed[t], plain[t]) for t in range(T))
     assert set(spent) == {"read", "resize", "network", "cleanup"}
     assert all(v >= 0 for v in spent.values()) and spent["network"] > 0
+
+
+def test_interior_click_is_the_deepest_point_of_the_region():
+    region = np.zeros((20, 30), bool)
+    region[4:15, 2:25] = True  # 11 x 23: the centre row 9, columns near 13
+    c = interior_click(region)
+    assert c.positive and c.y == 9 and 7 <= c.x <= 19
+    assert not interior_click(region, positive=False).positive
+    # Distances over the bounding box only: as deep as the deepest point over the whole frame.
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        m = np.zeros((40, 50), bool)
+        for _ in range(3):
+            y, x, h, w = rng.integers(0, 40), rng.integers(0, 50), rng.integers(1, 20), rng.integers(1, 20)
+            m[y:y + h, x:x + w] = True
+        d = ndimage.distance_transform_edt(np.pad(m, 1))[1:-1, 1:-1]
+        c = interior_click(m)
+        assert m[int(c.y), int(c.x)] and d[int(c.y), int(c.x)] == d.max()
+
+
+class _StubPredictor:
+    """Stands in for the interactive segmenter: records what it was given and
+    answers with a fixed probability map."""
+
+    def __init__(self, prob):
+        self.prob, self.calls = prob, []
+
+    def set_image(self, image):
+        self.image = image
+
+    def predict(self, interactions, prev_mask=None):
+        self.calls.append((interactions.clicks, prev_mask))
+        return Prediction(self.prob > 0.5, self.prob, (0, 1, 0, 1))
+
+
+def test_refiner_averages_the_two_opinions_in_logits():
+    prob = np.full((16, 16), 0.2, np.float32)
+    prob[4:12, 4:12] = 0.9
+    other = np.full((16, 16), 0.6, np.float32)
+    refiner = MaskRefiner.__new__(MaskRefiner)
+    refiner.predictor = _StubPredictor(other)
+    seed = prob > 0.5
+    out = refiner(np.zeros((16, 16, 3), np.uint8), prob, seed)
+    assert np.allclose(out, (refine_logit(prob) + refine_logit(other)) / 2, atol=1e-5)
+    (clicks, prev), = refiner.predictor.calls
+    assert prev is seed and len(clicks) == 1 and clicks[0].positive and seed[int(clicks[0].y), int(clicks[0].x)]
+    # An empty seed (the object is lost): no second opinion, the network's own logits.
+    assert np.allclose(refiner(np.zeros((16, 16, 3), np.uint8), prob, np.zeros_like(seed)), refine_logit(prob),
+                       atol=1e-5)
+    assert len(refiner.predictor.calls) == 1
+
+
+def test_refined_propagation_takes_the_refiners_logits(tuned, monkeypatch):
+    """With refine on, each frame's mask at both sizes and its probability come
+    from the refiner's logits; the refiner sees the frame at the network's
+    size and the cleaned propagated mask as its seed."""
+    video, truth, net, before, out, progress, cfg = tuned
+    seen = []
+
+    class Square:
+        def __init__(self, device=None):
+            pass
+
+        def __call__(self, image, prob, seed):
+            seen.append((image.shape, prob.shape, seed.dtype))
+            logits = np.full(prob.shape, -5.0, np.float32)
+            logits[8:24, 8:24] = 5.0
+            return logits
+
+    monkeypatch.setattr(propagate_mod, "MaskRefiner", Square)
+    spent = {}
+    res = list(propagate(out, video, {0: truth[0]}, replace(cfg, refine=True), timings=spent))
+    square = np.zeros((H, W), bool)
+    square[8:24, 8:24] = True  # the network's size is the frame's here (input 64)
+    assert len(seen) == T - 1 and all(s == ((H, W, 3), (H, W), bool) for s in seen)
+    for r in res[1:]:
+        assert np.array_equal(r.mask, square)
+        assert np.array_equal(r.prob > 0.5, square)
+    assert spent["refine"] > 0
+
+
+def test_refine_with_the_shipped_interactive_net_follows_the_disk(tuned):
+    video, truth, net, before, out, progress, cfg = tuned
+    plain = [r.mask for r in propagate(out, video, {0: truth[0]}, cfg)]
+    refined = [r.mask for r in propagate(out, video, {0: truth[0]}, replace(cfg, refine=True))]
+    assert np.mean([iou(m, truth[t]) for t, m in enumerate(refined)]) > 0.8
+    assert any(not np.array_equal(a, b) for a, b in zip(plain[1:], refined[1:]))  # the second opinion counts
 
 
 @pytest.mark.parametrize("scales", [(), (0.0,), (1.0, 9.0)])

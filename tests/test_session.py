@@ -242,6 +242,7 @@ def fake_video_modules(monkeypatch):
         steps: int = 3
         self_train: int = 0
         first_pass_stride: int = 4
+        self_train_rounds: int = 1
 
     def finetune(parent, frames, masks, config):
         log["tuned_on"] = len(frames)
@@ -319,6 +320,37 @@ def test_self_trained_propagation_runs_two_passes(session, fake_video_modules):
     cfg = sys.modules["napari_vidseg.video.finetune"].FinetuneConfig(self_train=1, first_pass_stride=100)
     list(session.propagate(obj, cfg))
     assert log["tunings"] == [1]
+
+
+def test_self_training_rounds_add_trusted_frames(session, fake_video_modules):
+    """self_train_rounds=2: a second sparse pass with the second tuning, which
+    adds one more trusted frame away from frame 0 and the first one (16 frames,
+    k=1: at least 16 // 4 = 4 apart), then a third tuning on all three."""
+    from napari_vidseg.video.self_train import propagate_self_trained
+
+    log = {"tunings": [], "passes": []}
+
+    def tune(on):
+        log["tunings"].append(sorted(on))
+        yield None
+        return len(log["tunings"])
+
+    def run(net, frames, message):
+        log["passes"].append((net, list(frames), message))
+        yield None
+        # Tuning 1 trusts late frames most; tuning 2 trusts early ones.
+        conf = {t: (t if net == 1 else -t) / 16 for t in frames}
+        return {t: disk(4, 4) for t in frames}, conf
+
+    cfg = sys.modules["napari_vidseg.video.finetune"].FinetuneConfig(self_train=1, first_pass_stride=2,
+                                                                     self_train_rounds=2)
+    gen = propagate_self_trained(tune, run, {0: disk(4, 4)}, list(range(1, 16)), cfg, 16)
+    list(gen)
+    assert log["tunings"] == [[0], [0, 14], [0, 4, 14]]
+    assert [(net, msg) for net, _, msg in log["passes"]] == [
+        (1, "first pass"), (2, "pass 2 of 3"), (3, "self-trained on frames [4, 14]")]
+    assert log["passes"][0][1] == log["passes"][1][1] == list(range(2, 16, 2))
+    assert log["passes"][2][1] == list(range(1, 16))
 
 
 def test_cancelled_propagation_keeps_finished_frames_only(tmp_path, src, fake_video_modules):

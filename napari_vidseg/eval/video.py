@@ -52,6 +52,9 @@ def add_common_arguments(parser) -> None:
     parser.add_argument("--int8", action="store_true", help="int8 copy of the tuned network in CPU propagation")
     parser.add_argument("--flip", action="store_true",
                         help="propagation: average each frame's logits with its mirror image's (2x the time)")
+    parser.add_argument("--refine", action="store_true",
+                        help="propagation: average each frame's logits with the interactive segmenter's, given the "
+                             "propagated mask and a click at its deepest point")
     parser.add_argument("--scales", default=None,
                         help="propagation: comma list of multiples of the input size whose logits are averaged, "
                              "e.g. 1,1.5 (default: 1)")
@@ -60,6 +63,8 @@ def add_common_arguments(parser) -> None:
                              "extra annotations and propagate again (0: off)")
     parser.add_argument("--first-pass-stride", type=int, default=None, metavar="S",
                         help="with --self-train: the first pass propagates only every S-th frame")
+    parser.add_argument("--self-train-rounds", type=int, default=None, metavar="R",
+                        help="with --self-train: R rounds of (sparse pass, K more trusted frames, tuning)")
     parser.add_argument("--seed", type=int, default=None, help="seed of the fine-tuning's augmentation and crops")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--json-out", default=None, help="also write the summary (with per-frame J) here")
@@ -79,7 +84,7 @@ def make_config(args):
 
     cfg = FinetuneConfig()
     for name in ("mode", "steps", "lr", "n_aug", "batch", "loss", "input_long_side", "threshold", "reach",
-                 "seed", "self_train", "first_pass_stride"):
+                 "seed", "self_train", "first_pass_stride", "self_train_rounds"):
         v = getattr(args, name, None)
         if v is not None:
             setattr(cfg, name, v)
@@ -87,6 +92,7 @@ def make_config(args):
     cfg.bf16 = getattr(args, "bf16", None)
     cfg.int8 = bool(getattr(args, "int8", False))
     cfg.flip = bool(getattr(args, "flip", False))
+    cfg.refine = bool(getattr(args, "refine", False))
     if getattr(args, "scales", None):
         cfg.scales = parse_scales(args.scales)
     cfg.check()

@@ -90,6 +90,9 @@ class FinetuneConfig:
     # The tuned network is conservative (the object is the rarer class): 0.3 beat 0.5 by 1.3 J held out
     # (3 sequences); cross-validated (30): 0.2 / 0.3 / 0.4 / 0.5 within 0.4 J of each other.
     threshold: float = 0.3
+    # propagation: average each frame's logits with the interactive segmenter's, given the propagated mask and
+    # a click at its deepest point (video/refine.py). About 10 ms a frame on the 2-core CPU.
+    refine: bool = False
     # Self-training (session 13): propagate a first time, then tune again with this many of the most trusted
     # propagated masks (quality.pseudo_annotations) as extra annotated frames and propagate again. 0: off.
     # Cross-validated on the 30 DAVIS-2016 training sequences (240p, every 2nd frame of the original): J +1.91
@@ -100,6 +103,8 @@ class FinetuneConfig:
     # 4 at a video's own frame rate is the 240p cross-validation's 2 (those frames are every 2nd of the
     # original); it keeps propagation at 1.25 passes, so above 10 frames/s on the 2-core CPU.
     first_pass_stride: int = 4
+    # Rounds of self-training (sparse pass, k more trusted frames, tuning) before the last pass.
+    self_train_rounds: int = 1
     seed: int = 0
     device: str | None = None  # None: the parent's device
 
@@ -114,9 +119,9 @@ class FinetuneConfig:
             raise InputError(f"reach must be a fraction of the frame's long side in [0, 1), got {self.reach}")
         if not self.scales or any(not 0.25 <= float(x) <= 4 for x in self.scales):
             raise InputError(f"scales must be multiples of the input size between 0.25 and 4, got {self.scales}")
-        if self.self_train < 0 or self.first_pass_stride < 1:
-            raise InputError(f"self_train >= 0 and first_pass_stride >= 1 are required, got {self.self_train} "
-                             f"and {self.first_pass_stride}")
+        if self.self_train < 0 or self.first_pass_stride < 1 or self.self_train_rounds < 1:
+            raise InputError(f"self_train >= 0, first_pass_stride >= 1 and self_train_rounds >= 1 are required, "
+                             f"got {self.self_train}, {self.first_pass_stride} and {self.self_train_rounds}")
         if self.batch_infer is not None and self.batch_infer < 1:
             raise InputError(f"batch_infer must be at least 1 (or None: chosen for the device), got {self.batch_infer}")
         if self.steps < 0 or self.n_aug < 1 or self.batch < 1 or self.input_long_side < 32:

@@ -48,6 +48,7 @@ from ..models.device import CPU, announce_cpu_fallback, is_gpu_oom
 from ..models.registry import cpu_has_native_bf16
 from ..types import InputError
 from .finetune import FinetuneConfig, forward_batch, input_size, load_parent, resize_mask, resize_rgb, to_tensor
+from .refine import MaskRefiner, upsample_logits
 
 __all__ = ["FrameResult", "propagate", "plan_order", "prepare_for_inference", "load_parent", "clean_frame"]
 
@@ -326,6 +327,8 @@ def propagate(net, source, annotated: Mapping[int, np.ndarray], config: Finetune
             yield FrameResult(t, m, masks_done[t].astype(np.float16), 1.0, annotated=True)
     reach, radius = cleanup_radii(size, config.reach, BLOB_REACH if config.keep_components else None)
     want_int8 = config.int8 and device.type == "cpu"
+    refiner = MaskRefiner(device=device) if config.refine else None
+    cut = math.log(config.threshold / (1 - config.threshold))
     use_bf16 = wants_bf16(config, device)
     clock.restart()
     for block in plan:
@@ -351,13 +354,23 @@ def propagate(net, source, annotated: Mapping[int, np.ndarray], config: Finetune
             probs = _block_probs(model, imgs, device, use_bf16, (H, W), config.threshold, config.flip, sizes)
         small, full = probs
         clock.lap("network")
-        small16 = as_float16(small)
-        results = []
+        masks = []
         for i, t in enumerate(block):
             # The frame before it in its run was done before (earlier block or index).
             prev = masks_done.get(before.get(t, -1))
-            mask, masks_done[t] = clean_frame(small[i] > config.threshold, full[i], prev, reach, radius)
-            results.append(FrameResult(t, mask, small16[i], confidence_of(small[i], config.threshold)))
+            coarse = small[i] > config.threshold
+            if refiner is not None:
+                seed = coarse if radius is None else drop_distant_blobs(coarse, prev, radius)
+                logits = refiner(imgs[i], small[i], seed)
+                small[i] = 1 / (1 + np.exp(-logits))
+                full[i] = upsample_logits(logits, (H, W)) > cut
+                coarse = small[i] > config.threshold
+                clock.lap("refine")
+            mask, masks_done[t] = clean_frame(coarse, full[i], prev, reach, radius)
+            masks.append(mask)
+        small16 = as_float16(small)
+        results = [FrameResult(t, masks[i], small16[i], confidence_of(small[i], config.threshold))
+                   for i, t in enumerate(block)]
         clock.lap("cleanup")
         for r in results:
             yield r

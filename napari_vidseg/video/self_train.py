@@ -10,6 +10,8 @@ With `config.self_train = k > 0`:
 3. take the k most trusted of those masks (`quality.pseudo_annotations`) as
    extra annotated frames and tune again; when none is far enough from the
    annotated frames (a short video), the first tuning serves again;
+   with `config.self_train_rounds = r > 1`, steps 2-3 run r times, each round
+   adding k frames away from those already chosen;
 4. propagate every target frame.
 With k = 0: one tuning, one pass. Cross-validated figures: FinetuneConfig.self_train.
 """
@@ -33,13 +35,15 @@ def propagate_self_trained(tune: Tune, run: Run, annotated: Mapping[int, np.ndar
     """Run the plan above through `tune` and `run`; yields what they yield and
     returns the last pass's (masks, confidence)."""
     extra: dict[int, np.ndarray] = {}
-    net = None
-    if config.self_train:
-        net = yield from tune(annotated)
+    net = yield from tune(annotated)
+    rounds = config.self_train_rounds if config.self_train else 0
+    for r in range(rounds):
         masks, confidence = yield from run(net, quality.first_pass_frames(targets, config.first_pass_stride),
-                                           "first pass")
-        extra = quality.pseudo_annotations(masks, confidence, annotated, config.self_train, n_frames)
-    if net is None or extra:
+                                           "first pass" if r == 0 else f"pass {r + 1} of {rounds + 1}")
+        new = quality.pseudo_annotations(masks, confidence, [*annotated, *extra], config.self_train, n_frames)
+        if not new:  # nothing far enough from the frames already trusted: the last tuning serves
+            break
+        extra.update(new)
         net = yield from tune({**extra, **annotated})
     message = f"self-trained on frames {sorted(extra)}" if extra else ""
     return (yield from run(net, targets, message))
