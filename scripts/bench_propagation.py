@@ -45,7 +45,8 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--input-long-side", type=int, default=None)
     ap.add_argument("--flip", action="store_true")
-    ap.add_argument("--refine", action="store_true", help="the interactive segmenter's second opinion per frame")
+    ap.add_argument("--refine", action=argparse.BooleanOptionalAction, default=None,
+                    help="the interactive segmenter's second opinion per frame (default: the library's)")
     ap.add_argument("--batch-infer", type=int, default=None, help="frames per forward pass (default: the library's)")
     ap.add_argument("--scales", default=None, help="comma list of multiples of the input size, e.g. 1,1.5")
     ap.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None)
@@ -61,7 +62,9 @@ def main(argv=None) -> None:
     from napari_vidseg.video.propagate import propagate
 
     device = torch.device(args.device) if args.device else select_device()
-    cfg = FinetuneConfig(flip=args.flip, bf16=args.bf16, batch_infer=args.batch_infer, refine=args.refine)
+    cfg = FinetuneConfig(flip=args.flip, bf16=args.bf16, batch_infer=args.batch_infer)
+    if args.refine is not None:
+        cfg.refine = args.refine
     if args.input_long_side:
         cfg.input_long_side = args.input_long_side
     if args.scales:

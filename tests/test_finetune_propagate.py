@@ -67,7 +67,7 @@ def run_finetune(net, frames, masks, cfg):
             return stop.value, progress
 
 
-FAST = dict(input_long_side=64, n_aug=8, batch=4, lr=1e-2, batch_infer=4, crop=1.0)
+FAST = dict(input_long_side=64, n_aug=8, batch=4, lr=1e-2, batch_infer=4, crop=1.0, refine=False)
 
 
 @pytest.fixture(scope="module")

@@ -138,7 +138,7 @@ def test_sample_clicks_file_ships():
     assert rows and any(r.click.positive for r in rows)
 
 
-def test_int8_and_self_train_flags_reach_propagation(video, tmp_path, monkeypatch):
+def test_int8_self_train_and_refine_flags_reach_propagation(video, tmp_path, monkeypatch):
     from napari_vidseg.video.session import VideoSession
 
     seen = []
@@ -160,6 +160,12 @@ def test_int8_and_self_train_flags_reach_propagation(video, tmp_path, monkeypatc
                      "--self-train", "1", "--steps", "1", "--input-size", "64", "--quiet"]) == 0
     assert [c.self_train for c in seen] == [1]
     assert len(masks_of(tmp_path / "out2")) == T
+    seen.clear()
+    for flag, on in (("--refine", True), ("--no-refine", False)):
+        assert cli.main(["segment", str(video), "--clicks", str(clicks), "--out", str(tmp_path / flag), flag,
+                         "--self-train", "0", "--steps", "1", "--input-size", "64", "--quiet"]) == 0
+        assert seen.pop().refine is on
+        assert len(masks_of(tmp_path / flag)) == T
 
 
 def test_bench_memory_times_both_passes_of_a_self_trained_propagation(tmp_path, capsys):

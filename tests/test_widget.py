@@ -174,6 +174,11 @@ def test_propagation_choice_sets_the_tuning_config(widget_on_video):
     assert w._config().self_train >= 1
     w.self_train.value = False
     assert w._config().self_train == 0
+    # The refine box: the library's default, and it decides.
+    assert w.refine.value == FinetuneConfig().refine
+    for on in (True, False):
+        w.refine.value = on
+        assert w._config().refine is on
 
 
 def test_errors_are_reported_not_raised(widget_on_video, qtbot, monkeypatch):

@@ -63,12 +63,11 @@ PROPAGATION_MODES = {
     "quality (1.5x input, mirrored)": dict(mode="head", input_long_side=1280, flip=True),
 }
 
-def _self_train_defaults() -> tuple[int, int]:
-    """The library's (self_train, first_pass_stride) defaults."""
+def _library_defaults():
+    """FinetuneConfig() (imported late: torch is not needed to build the widget module)."""
     from ..video.finetune import FinetuneConfig
 
-    cfg = FinetuneConfig()
-    return cfg.self_train, cfg.first_pass_stride
+    return FinetuneConfig()
 
 
 BACKGROUNDS = {
@@ -314,12 +313,17 @@ class VidSegWidget(Container):
                                         "int8: fast, then an int8 network on the CPU (faster per frame after "
                                         "a set-up of 5-30 s, for long videos, on CPUs without native bfloat16; "
                                         "where the CPU has it, bfloat16 is used by default and is faster)")
-        self_train, stride = _self_train_defaults()
+        defaults = _library_defaults()
+        self_train, stride = defaults.self_train, defaults.first_pass_stride
         self.self_train = CheckBox(text="Self-train", value=self_train > 0,
                                    tooltip=f"Two passes: a quick first propagation (every {stride}th frame), then "
                                            f"tune again with its {self_train} most trusted "
                                            "masks added and propagate every frame (better masks; about twice the "
                                            "tuning time)")
+        self.refine = CheckBox(text="Refine", value=defaults.refine,
+                               tooltip="Each propagated mask also gets the click segmenter's opinion (as if you "
+                                       "clicked once in its middle); the two are averaged (better masks on most "
+                                       "videos, about half the network's time more per frame)")
         self.propagate_btn = PushButton(text="Propagate",
                                         tooltip="Fine-tune on the annotated frames and segment every other frame")
         self.cancel_btn = PushButton(text="Cancel", enabled=False,
@@ -343,7 +347,7 @@ class VidSegWidget(Container):
             self.polarity,
             Container(widgets=[self.undo_btn, self.redo_btn], layout="horizontal", labels=False),
             self.status,
-            Container(widgets=[self.quality, self.self_train, self.propagate_btn, self.cancel_btn],
+            Container(widgets=[self.quality, self.self_train, self.refine, self.propagate_btn, self.cancel_btn],
                       layout="horizontal", labels=False),
             self.progress_bar,
             self.worst_list, self.correct_btn,
@@ -376,7 +380,8 @@ class VidSegWidget(Container):
 
     def _set_enabled(self, on: bool) -> None:
         for w in (self.object_combo, self.add_obj_btn, self.del_obj_btn, self.name_edit, self.rename_btn,
-                  self.polarity, self.undo_btn, self.redo_btn, self.quality, self.self_train, self.propagate_btn,
+                  self.polarity, self.undo_btn, self.redo_btn, self.quality, self.self_train, self.refine,
+                  self.propagate_btn,
                   self.worst_list, self.correct_btn, self.export_dir, self.background, self.export_btn):
             w.enabled = on
 
@@ -856,6 +861,7 @@ class VidSegWidget(Container):
         config = FinetuneConfig(**PROPAGATION_MODES[self.quality.value])
         if not self.self_train.value:  # ticked: the library's default
             config.self_train = 0
+        config.refine = bool(self.refine.value)
         return config
 
     def propagate(self, config=None, then: Callable[[], None] | None = None) -> None:

@@ -10,6 +10,7 @@ per distinct value; all clicks belong to one object without the column).
 """
 from __future__ import annotations
 
+import argparse
 import csv
 import math
 from dataclasses import dataclass
@@ -50,6 +51,9 @@ def configure(parser) -> None:
                              "where the CPU has bfloat16, the default bf16 propagation is faster)")
     parser.add_argument("--flip", action="store_true",
                         help="propagation: average each frame with its mirror image (about +1 J, twice the time)")
+    parser.add_argument("--refine", action=argparse.BooleanOptionalAction, default=None,
+                        help="propagation: average each mask with the click segmenter's opinion of it (a click at "
+                             "its middle; default: the library's)")
     parser.add_argument("--self-train", type=int, default=None, metavar="K",
                         help="two passes: tune again with the K most trusted masks of a quick first propagation "
                              "(0: one pass; default: the library's)")
@@ -211,6 +215,8 @@ def run(args) -> int:
             config.input_long_side = args.input_size
         if args.self_train is not None:
             config.self_train = args.self_train
+        if args.refine is not None:
+            config.refine = args.refine
         config.check()
         for name, obj in ids.items():
             say(f"propagating object {name}")

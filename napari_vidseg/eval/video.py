@@ -52,9 +52,9 @@ def add_common_arguments(parser) -> None:
     parser.add_argument("--int8", action="store_true", help="int8 copy of the tuned network in CPU propagation")
     parser.add_argument("--flip", action="store_true",
                         help="propagation: average each frame's logits with its mirror image's (2x the time)")
-    parser.add_argument("--refine", action="store_true",
+    parser.add_argument("--refine", action=argparse.BooleanOptionalAction, default=None,
                         help="propagation: average each frame's logits with the interactive segmenter's, given the "
-                             "propagated mask and a click at its deepest point")
+                             "propagated mask and a click at its deepest point (default: on)")
     parser.add_argument("--scales", default=None,
                         help="propagation: comma list of multiples of the input size whose logits are averaged, "
                              "e.g. 1,1.5 (default: 1)")
@@ -92,7 +92,8 @@ def make_config(args):
     cfg.bf16 = getattr(args, "bf16", None)
     cfg.int8 = bool(getattr(args, "int8", False))
     cfg.flip = bool(getattr(args, "flip", False))
-    cfg.refine = bool(getattr(args, "refine", False))
+    if getattr(args, "refine", None) is not None:
+        cfg.refine = args.refine
     if getattr(args, "scales", None):
         cfg.scales = parse_scales(args.scales)
     cfg.check()
