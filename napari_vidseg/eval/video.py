@@ -55,6 +55,8 @@ def add_common_arguments(parser) -> None:
     parser.add_argument("--refine", action=argparse.BooleanOptionalAction, default=None,
                         help="propagation: average each frame's logits with the interactive segmenter's, given the "
                              "propagated mask and a click at its deepest point (default: on)")
+    parser.add_argument("--refine-crf", action="store_true",
+                        help="the second opinion through the dense CRF, probabilities averaged (slower)")
     parser.add_argument("--scales", default=None,
                         help="propagation: comma list of multiples of the input size whose logits are averaged, "
                              "e.g. 1,1.5 (default: 1)")
@@ -94,6 +96,7 @@ def make_config(args):
     cfg.flip = bool(getattr(args, "flip", False))
     if getattr(args, "refine", None) is not None:
         cfg.refine = args.refine
+    cfg.refine_crf = bool(getattr(args, "refine_crf", False))
     if getattr(args, "scales", None):
         cfg.scales = parse_scales(args.scales)
     cfg.check()

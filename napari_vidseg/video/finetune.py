@@ -95,6 +95,7 @@ class FinetuneConfig:
     # (which the interactive segmenter never saw), on top of self-training: J +2.00 (standard error 0.86),
     # better on 24 of 30; it costs about 15-25 ms a frame on the 2-core CPU (session 15, docs/video.md).
     refine: bool = True
+    refine_crf: bool = False  # the second opinion through the dense CRF, probabilities averaged (slower)
     # Self-training (session 13): propagate a first time, then tune again with this many of the most trusted
     # propagated masks (quality.pseudo_annotations) as extra annotated frames and propagate again. 0: off.
     # Cross-validated on the 30 DAVIS-2016 training sequences (240p, every 2nd frame of the original): J +1.91

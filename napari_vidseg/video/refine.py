@@ -37,11 +37,13 @@ class MaskRefiner:
     probability, `seed` the propagated mask the click and the crop come from
     (cleaned of distant blobs). An empty seed returns the network's logits."""
 
-    def __init__(self, net=None, device=None):
+    def __init__(self, net=None, device=None, crf: bool = False):
         from ..segment.predictor import InteractivePredictor
 
-        # No CRF: a frame of propagation must stay cheap; the averaging does the smoothing.
-        self.predictor = InteractivePredictor(net, device, use_crf=False)
+        # By default no CRF: a frame of propagation must stay cheap; the averaging smooths.
+        # With the CRF the probabilities are averaged (the CRF's are near 0 and 1, whose logits would rule).
+        self.crf = crf
+        self.predictor = InteractivePredictor(net, device, use_crf=crf)
 
     def __call__(self, image: np.ndarray, prob: np.ndarray, seed: np.ndarray) -> np.ndarray:
         own = logit(prob)
@@ -49,6 +51,8 @@ class MaskRefiner:
             return own
         self.predictor.set_image(image)
         other = self.predictor.predict(Interactions([interior_click(seed)]), prev_mask=seed).prob
+        if self.crf:
+            return logit((prob + other) / 2)
         return (own + logit(other)) / 2
 
 
