@@ -292,7 +292,7 @@ def test_refiner_averages_the_two_opinions_in_logits():
     prob[4:12, 4:12] = 0.9
     other = np.full((16, 16), 0.6, np.float32)
     refiner = MaskRefiner.__new__(MaskRefiner)
-    refiner.predictor = _StubPredictor(other)
+    refiner.predictor, refiner.crf = _StubPredictor(other), False
     seed = prob > 0.5
     out = refiner(np.zeros((16, 16, 3), np.uint8), prob, seed)
     assert np.allclose(out, (refine_logit(prob) + refine_logit(other)) / 2, atol=1e-5)
@@ -302,6 +302,10 @@ def test_refiner_averages_the_two_opinions_in_logits():
     assert np.allclose(refiner(np.zeros((16, 16, 3), np.uint8), prob, np.zeros_like(seed)), refine_logit(prob),
                        atol=1e-5)
     assert len(refiner.predictor.calls) == 1
+    # Through the CRF (whose probabilities are near 0 and 1) the probabilities are averaged instead.
+    refiner.crf = True
+    assert np.allclose(refiner(np.zeros((16, 16, 3), np.uint8), prob, seed), refine_logit((prob + other) / 2),
+                       atol=1e-5)
 
 
 def test_refined_propagation_takes_the_refiners_logits(tuned, monkeypatch):
