@@ -329,6 +329,7 @@ def propagate(net, source, annotated: Mapping[int, np.ndarray], config: Finetune
     want_int8 = config.int8 and device.type == "cpu"
     refiner = MaskRefiner(device=device, crf=config.refine_crf) if config.refine else None
     cut = math.log(config.threshold / (1 - config.threshold))
+    full_size = (H, W) if refiner is None else None  # refined frames get theirs from the refined logits
     use_bf16 = wants_bf16(config, device)
     clock.restart()
     for block in plan:
@@ -340,7 +341,7 @@ def propagate(net, source, annotated: Mapping[int, np.ndarray], config: Finetune
             # Calibrated on the first block: the video's own frames at the size that will be run.
             model, want_int8 = _int8_or_float(net, model, to_tensor(imgs, CPU)), False
         try:
-            probs = _block_probs(model, imgs, device, use_bf16, (H, W), config.threshold, config.flip, sizes)
+            probs = _block_probs(model, imgs, device, use_bf16, full_size, config.threshold, config.flip, sizes)
         except Exception as e:
             if not is_gpu_oom(e, device):
                 raise
@@ -351,7 +352,7 @@ def propagate(net, source, annotated: Mapping[int, np.ndarray], config: Finetune
             model, old, device = model.to(CPU), device, CPU
             use_bf16 = wants_bf16(config, device)
             announce_cpu_fallback("propagation", f"continuing from frame {block[0]}", old)
-            probs = _block_probs(model, imgs, device, use_bf16, (H, W), config.threshold, config.flip, sizes)
+            probs = _block_probs(model, imgs, device, use_bf16, full_size, config.threshold, config.flip, sizes)
         small, full = probs
         clock.lap("network")
         masks = []
@@ -359,14 +360,15 @@ def propagate(net, source, annotated: Mapping[int, np.ndarray], config: Finetune
             # The frame before it in its run was done before (earlier block or index).
             prev = masks_done.get(before.get(t, -1))
             coarse = small[i] > config.threshold
-            if refiner is not None:
+            if refiner is None:
+                full_i = full[i]
+            else:
                 seed = coarse if radius is None else drop_distant_blobs(coarse, prev, radius)
                 logits = refiner(imgs[i], small[i], seed)
                 small[i] = 1 / (1 + np.exp(-logits))
-                full[i] = upsample_logits(logits, (H, W)) > cut
-                coarse = small[i] > config.threshold
+                coarse, full_i = small[i] > config.threshold, upsample_logits(logits, (H, W)) > cut
                 clock.lap("refine")
-            mask, masks_done[t] = clean_frame(coarse, full[i], prev, reach, radius)
+            mask, masks_done[t] = clean_frame(coarse, full_i, prev, reach, radius)
             masks.append(mask)
         small16 = as_float16(small)
         results = [FrameResult(t, masks[i], small16[i], confidence_of(small[i], config.threshold))
@@ -447,10 +449,11 @@ def _int8_or_float(net, model, calibration: torch.Tensor):
 
 
 def _block_probs(model, imgs: np.ndarray, device: torch.device, bf16: bool,
-                 frame_size: tuple[int, int], threshold: float = 0.5, flip: bool = False,
-                 sizes: Sequence[tuple[int, int]] = ()) -> tuple[np.ndarray, np.ndarray]:
+                 frame_size: tuple[int, int] | None, threshold: float = 0.5, flip: bool = False,
+                 sizes: Sequence[tuple[int, int]] = ()) -> tuple[np.ndarray, np.ndarray | None]:
     """A block of resized frames -> foreground probabilities (N, h, w) at the
-    network's size and masks (N, H, W) bool at the frame's size: the logits
+    network's size and masks (N, H, W) bool at the frame's size (None
+    without `frame_size`): the logits
     upsampled (sharper edges than upsampled probabilities) and compared with
     the threshold's logit, so no full-size probability map is ever made.
     flip: the logits averaged with those of the mirrored frames. sizes: the
@@ -460,6 +463,8 @@ def _block_probs(model, imgs: np.ndarray, device: torch.device, bf16: bool,
         x = to_tensor(imgs, device)
         logits = _multiscale_logits(model, x, flip, sizes or [tuple(x.shape[-2:])])
         small = torch.sigmoid(logits)[:, 0].cpu().numpy()
+        if frame_size is None:
+            return small, None
         cut = math.log(threshold / (1 - threshold))
         full = F.interpolate(logits, size=frame_size, mode="bilinear", align_corners=False)[:, 0] > cut
     return small, full.cpu().numpy()
