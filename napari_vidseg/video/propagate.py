@@ -11,7 +11,8 @@ block), so the frames next to the user's annotations are ready
 first and the results are usable while propagation continues.
 
 Each frame is predicted independently by the network tuned on all annotated
-frames; the only temporal link is the clean-up against the object of the
+frames (with `refine`, its logits averaged with the interactive segmenter's
+opinion of the mask, video/refine.py); the only temporal link is the clean-up against the object of the
 frame before it in the run (`clean_frame`): blobs that do not come near it
 are dropped (`keep_components`), which removes distractors that appear away
 from the object, and optionally (`reach` > 0; off by default) pixels farther
@@ -57,7 +58,7 @@ __all__ = ["FrameResult", "propagate", "plan_order", "prepare_for_inference", "l
 class FrameResult:
     t: int
     mask: np.ndarray  # (H, W) bool
-    prob: np.ndarray  # (h, w) float16: the network's foreground probability at its input size
+    prob: np.ndarray  # (h, w) float16: the foreground probability at the network's input size (refined: averaged)
     confidence: float  # in [0, 1]: how sure the network is about this frame (see confidence_of)
     annotated: bool = False  # True: the annotated mask, handed back unchanged
 
