@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
-from paired_stats import paired_summary
+from paired_stats import against_base
 from study_multiscale import j_mean
 
 from napari_vidseg.segment.predictor import InteractivePredictor
@@ -95,12 +95,7 @@ def main(argv=None) -> None:
             scores[v].append(j_mean(np.stack(masks[v]), gt))
             line.append(f"{100 * scores[v][-1]:5.1f}")
         print(f"{seq:20s} " + " ".join(line), flush=True)
-    base = 100 * np.array(scores["propagated"])
-    for v in VARIANTS:
-        x = 100 * np.array(scores[v])
-        st = paired_summary(x - base)
-        print(f"{v:26s} J {x.mean():5.2f}  against propagated {st.mean:+.2f} (se {st.se:.2f}), "
-              f"better on {st.better}/{st.n}")
+    print("\n".join(against_base(scores, "propagated", width=29)))
 
 
 if __name__ == "__main__":

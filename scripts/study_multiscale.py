@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from paired_stats import paired_summary
+from paired_stats import against_base
 
 
 def resize_probs(p: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
@@ -64,12 +64,8 @@ def main(argv=None) -> None:
                        for p in sorted((args.annotations / seq).glob("*.png"))])
         for c in combos:
             scores[c].append(j_mean(sum(probs[s] for s in c) / len(c) > args.threshold, gt))
-    base = 100 * np.array(scores[(args.base,)])
-    for c in combos:
-        v = 100 * np.array(scores[c])
-        st = paired_summary(v - base)
-        print(f"{'+'.join(c):14s} J {v.mean():5.2f}  against {args.base} alone {st.mean:+.2f} "
-              f"(se {st.se:.2f}), better on {st.better}/{st.n}")
+    print("\n".join(against_base({"+".join(c): v for c, v in scores.items()}, args.base,
+                                  base_label=f"{args.base} alone")))
 
 
 if __name__ == "__main__":
