@@ -93,7 +93,7 @@ class FinetuneConfig:
     # propagation: average each frame's logits with the interactive segmenter's, given the propagated mask and
     # a click at its deepest point (video/refine.py). Cross-validated on the 30 DAVIS-2016 training sequences
     # (which the interactive segmenter never saw), on top of self-training: J +2.00 (standard error 0.86),
-    # better on 24 of 30; it costs about 15-25 ms a frame on the 2-core CPU (session 15, docs/video.md).
+    # better on 24 of 30; it costs 25-33 ms a frame on the 2-core CPU (session 15, docs/video.md).
     refine: bool = True
     # The second opinion through the dense CRF, probabilities averaged: cross-validated against `refine` alone
     # +0.76 (standard error 0.73), all of it drift-turn (+20; the other 29 sequences +0.1), for a CRF per frame.
