@@ -8,7 +8,7 @@ cross-validated probabilities of the DAVIS-2016 training sequences are a fair
 judge:
 
     python scripts/crossval.py eval --parents checkpoints/cv_a --out /tmp/ms/i448 -- \
-        --input-long-side 448 --save-probs /tmp/ms/p448
+        --input-long-side 448 --self-train 0 --no-refine --save-probs /tmp/ms/p448
     python scripts/study_interactive_refine.py --probs /tmp/ms/p448
 
 Every frame's map is thresholded (0.3) at the network's size, as
