@@ -316,7 +316,7 @@ def test_refined_propagation_takes_the_refiners_logits(tuned, monkeypatch):
     seen = []
 
     class Square:
-        def __init__(self, device=None, crf=False):
+        def __init__(self, device=None, crf=False, input_size=320):
             pass
 
         def __call__(self, image, prob, seed):

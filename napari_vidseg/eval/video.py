@@ -57,6 +57,8 @@ def add_common_arguments(parser) -> None:
                              "propagated mask and a click at its deepest point (default: on)")
     parser.add_argument("--refine-crf", action="store_true",
                         help="the second opinion through the dense CRF, probabilities averaged (slower)")
+    parser.add_argument("--refine-size", type=int, default=None, metavar="PX",
+                        help="long side of the second opinion's crop (default 320)")
     parser.add_argument("--scales", default=None,
                         help="propagation: comma list of multiples of the input size whose logits are averaged, "
                              "e.g. 1,1.5 (default: 1)")
@@ -86,7 +88,7 @@ def make_config(args):
 
     cfg = FinetuneConfig()
     for name in ("mode", "steps", "lr", "n_aug", "batch", "loss", "input_long_side", "threshold", "reach",
-                 "seed", "self_train", "first_pass_stride", "self_train_rounds"):
+                 "seed", "self_train", "first_pass_stride", "self_train_rounds", "refine_size"):
         v = getattr(args, name, None)
         if v is not None:
             setattr(cfg, name, v)

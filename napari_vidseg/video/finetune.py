@@ -98,6 +98,7 @@ class FinetuneConfig:
     # The second opinion through the dense CRF, probabilities averaged: cross-validated against `refine` alone
     # +0.76 (standard error 0.73), all of it drift-turn (+20; the other 29 sequences +0.1), for a CRF per frame.
     refine_crf: bool = False
+    refine_size: int = 320  # long side of the interactive segmenter's crop (its clicks' own input size)
     # Self-training (session 13): propagate a first time, then tune again with this many of the most trusted
     # propagated masks (quality.pseudo_annotations) as extra annotated frames and propagate again. 0: off.
     # Cross-validated on the 30 DAVIS-2016 training sequences (240p, every 2nd frame of the original): J +1.91
@@ -128,6 +129,8 @@ class FinetuneConfig:
         if self.self_train < 0 or self.first_pass_stride < 1 or self.self_train_rounds < 1:
             raise InputError(f"self_train >= 0, first_pass_stride >= 1 and self_train_rounds >= 1 are required, "
                              f"got {self.self_train}, {self.first_pass_stride} and {self.self_train_rounds}")
+        if self.refine_size < 32:
+            raise InputError(f"refine_size must be at least 32 pixels, got {self.refine_size}")
         if self.batch_infer is not None and self.batch_infer < 1:
             raise InputError(f"batch_infer must be at least 1 (or None: chosen for the device), got {self.batch_infer}")
         if self.steps < 0 or self.n_aug < 1 or self.batch < 1 or self.input_long_side < 32:

@@ -328,7 +328,7 @@ def propagate(net, source, annotated: Mapping[int, np.ndarray], config: Finetune
             yield FrameResult(t, m, masks_done[t].astype(np.float16), 1.0, annotated=True)
     reach, radius = cleanup_radii(size, config.reach, BLOB_REACH if config.keep_components else None)
     want_int8 = config.int8 and device.type == "cpu"
-    refiner = MaskRefiner(device=device, crf=config.refine_crf) if config.refine else None
+    refiner = MaskRefiner(device=device, crf=config.refine_crf, input_size=config.refine_size) if config.refine else None
     cut = math.log(config.threshold / (1 - config.threshold))
     full_size = (H, W) if refiner is None else None  # refined frames get theirs from the refined logits
     use_bf16 = wants_bf16(config, device)

@@ -37,13 +37,13 @@ class MaskRefiner:
     probability, `seed` the propagated mask the click and the crop come from
     (cleaned of distant blobs). An empty seed returns the network's logits."""
 
-    def __init__(self, net=None, device=None, crf: bool = False):
+    def __init__(self, net=None, device=None, crf: bool = False, input_size: int = 320):
         from ..segment.predictor import InteractivePredictor
 
         # By default no CRF: a frame of propagation must stay cheap; the averaging smooths.
         # With the CRF the probabilities are averaged (the CRF's are near 0 and 1, whose logits would rule).
         self.crf = crf
-        self.predictor = InteractivePredictor(net, device, use_crf=crf)
+        self.predictor = InteractivePredictor(net, device, use_crf=crf, input_size=input_size)
 
     def __call__(self, image: np.ndarray, prob: np.ndarray, seed: np.ndarray) -> np.ndarray:
         own = logit(prob)
