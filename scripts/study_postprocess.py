@@ -23,18 +23,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from napari_vidseg.eval.davis import j_score, open_sequence, scored_frames
 from napari_vidseg.video.propagate import BLOB_REACH, clean_frame, cleanup_radii, near_mask
+from napari_vidseg.video.refine import logit, upsample_logits
 from paired_stats import paired_summary
-
-
-def upsample_logits(prob: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    p = torch.from_numpy(np.clip(prob.astype(np.float32), 1e-4, 1 - 1e-4))
-    logit = torch.log(p / (1 - p))[None, None]
-    return F.interpolate(logit, size=size, mode="bilinear", align_corners=False)[0, 0].numpy()
 
 
 def run_variant(probs: np.ndarray, size: tuple[int, int], threshold=0.5, reach=0.0, blobs=BLOB_REACH,
@@ -58,7 +51,7 @@ def run_variant(probs: np.ndarray, size: tuple[int, int], threshold=0.5, reach=0
         if ema > 0:
             p = (1 - ema) * p + ema * smooth
             smooth = p
-        logits = upsample_logits(p, size)
+        logits = upsample_logits(logit(p), size)
         out[t], prev = clean_frame(p > threshold, logits > cut, prev, reach_px, blob_radius)
         if crf is not None:
             out[t] = crf_refined(frame(t), logits, out[t], crf)
