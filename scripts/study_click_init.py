@@ -14,12 +14,15 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 
 VARIANTS = {
     "crf (default)": dict(use_crf=True),
     "no crf": dict(use_crf=False),
     "crf, no zoom-in": dict(use_crf=True, zoom_in=False),
     "crf, input 448": dict(use_crf=True, input_size=448),
+    "crf, mirror": dict(use_crf=True, mirror=True),
+    "crf, mirror, input 448": dict(use_crf=True, mirror=True, input_size=448),
 }
 
 
@@ -33,14 +36,21 @@ def main(argv=None) -> None:
     ap.add_argument("davis_root", type=Path)
     ap.add_argument("--clicks", type=int, default=8)
     ap.add_argument("--json-out", type=Path, default=None)
+    ap.add_argument("--variants", default=None, help="variant names separated by ; (default: all)")
+    ap.add_argument("--resolution", default="240p")
+    ap.add_argument("--split", default="train.txt")
+    ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args(argv)
-    seqs = read_split(args.davis_root, "train.txt")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    names = args.variants.split(";") if args.variants else list(VARIANTS)
+    seqs = read_split(args.davis_root, args.split)
     res: dict[str, dict[str, float]] = {}
-    for name, kw in VARIANTS.items():
-        predictor = InteractivePredictor(**kw)
+    for name in names:
+        predictor = InteractivePredictor(**VARIANTS[name])
         res[name] = {}
         for s in seqs:
-            seq = open_sequence(args.davis_root, s, "240p")
+            seq = open_sequence(args.davis_root, s, args.resolution)
             truth = seq.masks()[0]
             m = clicks_init(predictor, seq.source().frame(0), truth, args.clicks)
             res[name][s] = float((m & truth).sum() / max((m | truth).sum(), 1))

@@ -308,33 +308,62 @@ def test_refiner_averages_the_two_opinions_in_logits():
                        atol=1e-5)
 
 
+class _SquareRefiner:
+    """Stands in for MaskRefiner: records what it is given and answers with
+    the logits of a fixed square."""
+
+    def __init__(self, device=None, crf=False, input_size=320):
+        self.seen = []
+
+    def __call__(self, image, prob, seed):
+        self.seen.append((image.shape, prob.shape, seed.dtype))
+        logits = np.full(prob.shape, -5.0, np.float32)
+        logits[8:24, 8:24] = 5.0
+        return logits
+
+
+def _square():
+    square = np.zeros((H, W), bool)
+    square[8:24, 8:24] = True  # the network's size is the frame's here (input 64)
+    return square
+
+
 def test_refined_propagation_takes_the_refiners_logits(tuned, monkeypatch):
     """With refine on, each frame's mask at both sizes and its probability come
     from the refiner's logits; the refiner sees the frame at the network's
     size and the cleaned propagated mask as its seed."""
     video, truth, net, before, out, progress, cfg = tuned
-    seen = []
+    made = []
 
-    class Square:
-        def __init__(self, device=None, crf=False, input_size=320):
-            pass
+    def make(*args, **kwargs):
+        made.append(_SquareRefiner(*args, **kwargs))
+        return made[-1]
 
-        def __call__(self, image, prob, seed):
-            seen.append((image.shape, prob.shape, seed.dtype))
-            logits = np.full(prob.shape, -5.0, np.float32)
-            logits[8:24, 8:24] = 5.0
-            return logits
-
-    monkeypatch.setattr(propagate_mod, "MaskRefiner", Square)
+    monkeypatch.setattr(propagate_mod, "MaskRefiner", make)
     spent = {}
     res = list(propagate(out, video, {0: truth[0]}, replace(cfg, refine=True), timings=spent))
-    square = np.zeros((H, W), bool)
-    square[8:24, 8:24] = True  # the network's size is the frame's here (input 64)
-    assert len(seen) == T - 1 and all(s == ((H, W, 3), (H, W), bool) for s in seen)
+    (refiner,) = made
+    assert len(refiner.seen) == T - 1 and all(s == ((H, W, 3), (H, W), bool) for s in refiner.seen)
     for r in res[1:]:
-        assert np.array_equal(r.mask, square)
-        assert np.array_equal(r.prob > 0.5, square)
+        assert np.array_equal(r.mask, _square())
+        assert np.array_equal(r.prob > 0.5, _square())
     assert spent["refine"] > 0
+
+
+def test_propagation_uses_the_refiner_it_is_given(tuned, monkeypatch):
+    """A refiner passed in (eval-video's, on the weights under test) serves
+    instead of a new one on the shipped weights; with refine off it is not asked."""
+    video, truth, net, before, out, progress, cfg = tuned
+
+    def no_new_refiner(*args, **kwargs):
+        raise AssertionError("propagate made its own refiner")
+
+    monkeypatch.setattr(propagate_mod, "MaskRefiner", no_new_refiner)
+    given = _SquareRefiner()
+    res = list(propagate(out, video, {0: truth[0]}, replace(cfg, refine=True), refiner=given))
+    assert len(given.seen) == T - 1 and all(np.array_equal(r.mask, _square()) for r in res[1:])
+    list(propagate(out, video, {0: truth[0]}, cfg, refiner=given))  # cfg has refine off
+    assert len(given.seen) == T - 1
 
 
 def test_refine_with_the_shipped_interactive_net_follows_the_disk(tuned):
@@ -726,3 +755,24 @@ def test_eval_video_command_on_a_tiny_davis_folder(tmp_path):
     assert probs.shape[0] == 6 and max(probs.shape[1:]) == 64
     assert probs.dtype == np.float16 and 0.0 <= probs.min() and probs.max() <= 1.0
     assert set(np.unique(probs[0])) <= {0.0, 1.0} and probs[0].any()
+
+
+def test_eval_correction_command_on_a_tiny_davis_folder(tmp_path):
+    """eval-correction end to end: worst frames corrected with 1 and 2 robot
+    clicks (the second opinion on, its interactive weights given once)."""
+    from napari_vidseg.models.registry import save_weights
+
+    root = make_davis(tmp_path / "davis", seqs=("diskA",))
+    weights = tmp_path / "parent_tiny.pt"
+    save_weights(random_net(), weights)
+    cmd = [sys.executable, "-m", "napari_vidseg.cli", "eval-correction", str(root), "--clicks", "1,2",
+           "--weights-parent", str(weights), "--steps", "3", "--n-aug", "2", "--batch", "2",
+           "--input-long-side", "64", "--self-train", "0"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                         env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    last = json.loads(out.stdout.strip().splitlines()[-1])
+    assert set(last["after"]) == {"1", "2"}
+    for key in ("before", "j_before", "j_after", "rank_correlation", "worst_in_top3"):
+        assert key in last, key
+    assert 0.0 <= last["before"] <= 1.0 and all(0.0 <= v <= 1.0 for v in last["after"].values())

@@ -224,3 +224,30 @@ def test_channels_last_input_gives_the_logits_of_the_plain_layout(net):
         cl = net.to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last))
         net.to(memory_format=torch.contiguous_format)
     torch.testing.assert_close(cl, plain, atol=1e-4, rtol=1e-4)
+
+
+def test_mirror_averages_the_logits_of_the_frame_and_its_mirror_image(net):
+    """mirror=True is the mean of the logits of the plain prediction on the frame
+    and on its left-right mirror image (with mirrored marks), flipped back."""
+    img = frame()
+    prev = np.zeros((H, W), bool)
+    prev[12:28, 22:38] = True
+    clicks = [Click(30, 20, True), Click(50, 40, False)]
+    mirrored = Interactions([Click(W - 1 - c.x, c.y, c.positive) for c in clicks])
+
+    def prob(image, inter, mask, mirror):
+        p = InteractivePredictor(net, use_crf=False, input_size=64, zoom_in=False, mirror=mirror)
+        p.set_image(image)
+        return p.predict(inter, prev_mask=mask).prob.astype(np.float64)
+
+    both = prob(img, Interactions(list(clicks)), prev, True)
+    a = prob(img, Interactions(list(clicks)), prev, False)
+    b = prob(img[:, ::-1].copy(), mirrored, prev[:, ::-1].copy(), False)[:, ::-1]
+
+    def logit(p):
+        return np.log(p / (1 - p))
+
+    free = (a > 0) & (a < 1)  # marked pixels are clamped to their label in every variant
+    expected = 1 / (1 + np.exp(-(logit(a[free]) + logit(b[free])) / 2))
+    np.testing.assert_allclose(both[free], expected, atol=1e-5)
+    assert np.abs(a[free] - b[free]).max() > 1e-3  # the random network is not symmetric: the test can tell

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..types import InputError, Interactions
-from .video import add_common_arguments, load_net, machine, make_config, run_sequence, sequences_of
+from .video import add_common_arguments, load_net, machine, make_config, make_refiner, run_sequence, sequences_of
 
 
 def configure(parser) -> None:
@@ -87,20 +87,21 @@ def run(args) -> int:
     cfg = make_config(args)
     device = select_device()
     parent = load_net("parent", args.weights_parent, device)
-    predictor = InteractivePredictor(net=load_net("interactive", args.weights_interactive, device),
-                                     use_crf=not args.no_crf)
+    interactive = load_net("interactive", args.weights_interactive, device)
+    predictor = InteractivePredictor(net=interactive, use_crf=not args.no_crf)
+    refiner = make_refiner(cfg, interactive, device)
     rows = {}
     t_start = time.perf_counter()
     for name in sequences_of(args):
         seq = open_sequence(Path(args.davis_root), name, args.resolution)
         truth = seq.masks()
-        masks, conf, *_ = run_sequence(parent, seq, cfg, truth[0])
+        masks, conf, *_ = run_sequence(parent, seq, cfg, truth[0], refiner=refiner)
         before = score_sequence(masks, truth)
         scored = list(scored_frames(len(truth)))
         worst = min(scored, key=lambda t: (before["j_frames"][t], t))
         corrected = correct_frame(predictor, seq.source().frame(worst), masks[worst], truth[worst], ks)
         after_iou = {k: float(iou(m, truth[worst])) for k, m in corrected.items()}
-        masks2, *_ = run_sequence(parent, seq, cfg, truth[0], {worst: corrected[max(ks)]})
+        masks2, *_ = run_sequence(parent, seq, cfg, truth[0], {worst: corrected[max(ks)]}, refiner=refiner)
         after = score_sequence(masks2, truth)
         # Ground-truth-free ranking of the propagated frames.
         scores = frame_scores({t: masks[t] for t in scored}, {t: conf[t] for t in scored})

@@ -33,7 +33,7 @@ def add_common_arguments(parser) -> None:
     parser.add_argument("--resolution", default="480p")
     parser.add_argument("--weights-parent", default=None, help="parent weights or checkpoint (default: shipped)")
     parser.add_argument("--weights-interactive", default=None,
-                        help="interactive weights or checkpoint (default: shipped)")
+                        help="interactive weights or checkpoint, for the clicks and the second opinion (default: shipped)")
     parser.add_argument("--mode", choices=("head", "full"), default=None, help="what fine-tuning tunes")
     parser.add_argument("--steps", type=int, default=None, help="fine-tuning steps")
     parser.add_argument("--lr", type=float, default=None)
@@ -161,14 +161,24 @@ def clicks_init(predictor, frame: np.ndarray, truth: np.ndarray, n_clicks: int) 
     return mask
 
 
+def make_refiner(cfg, interactive_net, device):
+    """The second opinion propagation asks for (cfg.refine), made once for every
+    sequence and on the interactive weights being evaluated; None when off."""
+    if not cfg.refine:
+        return None
+    from ..video.refine import MaskRefiner
+
+    return MaskRefiner(interactive_net, device, crf=cfg.refine_crf, input_size=cfg.refine_size)
+
+
 def run_sequence(parent, seq, cfg, init_mask: np.ndarray, annotated_extra: dict | None = None,
-                 probs: dict | None = None):
+                 probs: dict | None = None, refiner=None):
     """Fine-tune on frame 0 (+ extra annotated frames), propagate; returns
     (masks {t: mask}, confidence {t: c}, finetune seconds, propagate seconds, frames predicted).
     `probs`, when given, is filled with {t: probability at the network's size}.
     With cfg.self_train, the two passes VideoSession.propagate runs (the same
     plan: video/self_train.propagate_self_trained), with masks kept in memory;
-    the times are the sums of both passes."""
+    the times are the sums of both passes. `refiner`: see propagate()."""
     from ..progress import drain
     from ..types import Progress
     from ..video.finetune import finetune
@@ -188,7 +198,7 @@ def run_sequence(parent, seq, cfg, init_mask: np.ndarray, annotated_extra: dict 
     def run(net, frames, message):
         masks, conf, n_pred = {}, {}, 0
         t0 = time.perf_counter()
-        for r in propagate(net, source, annotated, cfg, frames=frames):  # the annotated frames come back too
+        for r in propagate(net, source, annotated, cfg, frames=frames, refiner=refiner):  # annotated ones too
             masks[r.t] = r.mask
             conf[r.t] = r.confidence
             if probs is not None:  # the last pass covers every frame and overwrites the first
@@ -240,11 +250,12 @@ def run(args) -> int:
     device = select_device()
     parent = load_net("parent", args.weights_parent, device)
     predictor = None
+    interactive = load_net("interactive", args.weights_interactive, device) if kind == "clicks" or cfg.refine else None
+    refiner = make_refiner(cfg, interactive, device)
     if kind == "clicks":
         from ..segment.predictor import InteractivePredictor
 
-        predictor = InteractivePredictor(net=load_net("interactive", args.weights_interactive, device),
-                                         use_crf=not args.no_crf)
+        predictor = InteractivePredictor(net=interactive, use_crf=not args.no_crf)
     per_seq, ft_times, prop_time, prop_frames, details = {}, [], 0.0, 0, {}
     for name in sequences_of(args):
         seq = open_sequence(Path(args.davis_root), name, args.resolution)
@@ -255,7 +266,7 @@ def run(args) -> int:
             init = clicks_init(predictor, seq.source().frame(0), truth[0], n_clicks)
         init_iou = float(np.count_nonzero(init & truth[0]) / max(np.count_nonzero(init | truth[0]), 1))
         probs = {} if args.save_probs else None
-        masks, conf, ft, prop, n_pred = run_sequence(parent, seq, cfg, init, probs=probs)
+        masks, conf, ft, prop, n_pred = run_sequence(parent, seq, cfg, init, probs=probs, refiner=refiner)
         if probs is not None:
             save_probs(Path(args.save_probs) / f"{name}.npz", probs)
         s = score_sequence(masks, truth)

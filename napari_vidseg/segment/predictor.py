@@ -109,7 +109,8 @@ def union_box(*boxes):
 
 class InteractivePredictor:
     def __init__(self, net=None, device=None, use_crf: bool = True, input_size: int = 320,
-                 zoom_in: bool = True, crf_params: crf_mod.CRFParams = crf_mod.CRFParams()):
+                 zoom_in: bool = True, crf_params: crf_mod.CRFParams = crf_mod.CRFParams(),
+                 mirror: bool = False):
         from ..models.fuse import fuse_bn
 
         if net is None:
@@ -123,6 +124,10 @@ class InteractivePredictor:
         self.input_size = input_size
         self.zoom_in = zoom_in
         self.crf_params = crf_params
+        # Test-time mirroring: the crop and its left-right mirror image go
+        # through the network as one batch of two and their logits are
+        # averaged (the mirror's flipped back). About 1.5x the network's time.
+        self.mirror = mirror
         self.image: np.ndarray | None = None
         self._box = None  # the last crop, kept while the object stays inside it
         self._early_key = None  # (box, ih, iw) of the cached early features
@@ -181,11 +186,19 @@ class InteractivePredictor:
             if self._early_key != (box, ih, iw):
                 rgb = torch.from_numpy(self.image[y0:y1, x0:x1]).permute(2, 0, 1)[None].float() / 255
                 rgb = F.interpolate(rgb, size=(ih, iw), mode="bilinear", align_corners=False)
+                if self.mirror:
+                    rgb = torch.cat([rgb, rgb.flip(3)])
                 rgb = rgb.to(self.device).contiguous(memory_format=torch.channels_last)
                 self._early, self._early_key = self.net.early_features(rgb), (box, ih, iw)
             # from_early reads only the size and the non-RGB channels of x.
-            x = torch.cat([torch.zeros(1, 3, ih, iw), m, chans], 1).to(self.device)
-            logits = self.net.from_early(self._early, x.contiguous(memory_format=torch.channels_last))
+            x = torch.cat([torch.zeros(1, 3, ih, iw), m, chans], 1)
+            if self.mirror:
+                # Flipping the encoded channels mirrors the marks exactly (pixel centres map to centres).
+                x = torch.cat([x, x.flip(3)])
+            x = x.to(self.device).contiguous(memory_format=torch.channels_last)
+            logits = self.net.from_early(self._early, x)
+            if self.mirror:
+                logits = (logits[:1] + logits[1:].flip(3)) / 2
             logits = F.interpolate(logits, size=(ch, cw), mode="bilinear", align_corners=False)
             return torch.sigmoid(logits)[0, 0].float().cpu().numpy()
 

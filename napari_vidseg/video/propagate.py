@@ -290,7 +290,8 @@ def _autocast(device: torch.device, enabled: bool):
 
 def propagate(net, source, annotated: Mapping[int, np.ndarray], config: FinetuneConfig | None = None,
               frames: Sequence[int] | None = None,
-              timings: dict[str, float] | None = None) -> Generator[FrameResult, None, None]:
+              timings: dict[str, float] | None = None,
+              refiner: MaskRefiner | None = None) -> Generator[FrameResult, None, None]:
     """Yield a FrameResult for every frame in `frames` (default: all): first the
     annotated frames (their masks, unchanged), then the others outward from
     them. Close the generator to cancel; nothing is left running.
@@ -299,7 +300,12 @@ def propagate(net, source, annotated: Mapping[int, np.ndarray], config: Finetune
     "read" (the source's frames), "resize", "network" (to the device, the
     forward pass, back to the host) and "cleanup" (clean_frame, the float16
     copy, the confidence); the consumer's time between frames is not counted
-    (scripts/bench_propagation.py)."""
+    (scripts/bench_propagation.py).
+
+    refiner: the second opinion to use when config.refine is on (default: a
+    MaskRefiner on the shipped interactive weights, made for this call); pass
+    one to reuse it across calls or to try other weights (eval-video's
+    --weights-interactive)."""
     config = config or FinetuneConfig()
     clock = _StageClock(timings)
     src = _as_source(source)
@@ -328,7 +334,10 @@ def propagate(net, source, annotated: Mapping[int, np.ndarray], config: Finetune
             yield FrameResult(t, m, masks_done[t].astype(np.float16), 1.0, annotated=True)
     reach, radius = cleanup_radii(size, config.reach, BLOB_REACH if config.keep_components else None)
     want_int8 = config.int8 and device.type == "cpu"
-    refiner = MaskRefiner(device=device, crf=config.refine_crf, input_size=config.refine_size) if config.refine else None
+    if not config.refine:
+        refiner = None
+    elif refiner is None:
+        refiner = MaskRefiner(device=device, crf=config.refine_crf, input_size=config.refine_size)
     cut = math.log(config.threshold / (1 - config.threshold))
     full_size = (H, W) if refiner is None else None  # refined frames get theirs from the refined logits
     use_bf16 = wants_bf16(config, device)
