@@ -10,6 +10,8 @@ judge:
     python scripts/crossval.py eval --parents checkpoints/cv_a --out /tmp/ms/i448 -- \
         --input-long-side 448 --self-train 0 --no-refine --save-probs /tmp/ms/p448
     python scripts/study_interactive_refine.py --probs /tmp/ms/p448
+    python scripts/study_interactive_refine.py --probs /tmp/ms/p448 --base "logit mean(propagated, click)" \
+        --weights checkpoints/interactive7/last.pt     # other interactive weights, against the default
 
 Every frame's map is thresholded (0.3) at the network's size, as
 study_multiscale.py scores, frame 0 left out; the refinements run on the
@@ -24,16 +26,20 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from scipy import ndimage
 
 from paired_stats import against_base
 from study_multiscale import j_mean
 
+from napari_vidseg.interactions.robot import interior_click
+from napari_vidseg.models.registry import build
 from napari_vidseg.segment.predictor import InteractivePredictor
-from napari_vidseg.types import Click, Interactions
+from napari_vidseg.types import Interactions
 
 VARIANTS = ("propagated", "click", "click+crf", "mean(propagated, click)", "mean(propagated, click+crf)",
-            "logit mean(propagated, click)", "no click")
+            "logit mean(propagated, click)", "no click",
+            # session 16: the weight of the second opinion, a second round, a mirrored second opinion
+            "logit mean, click weighted 0.65", "logit mean, click weighted 0.35", "logit mean, twice",
+            "logit mean, click mirrored")
 
 
 def logit(p: np.ndarray) -> np.ndarray:
@@ -41,10 +47,9 @@ def logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
-def deepest_click(mask: np.ndarray) -> Click:
-    d = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
-    y, x = np.unravel_index(int(np.argmax(d)), d.shape)
-    return Click(float(x), float(y), True)
+def second_opinion(p: InteractivePredictor, frame: np.ndarray, seed: np.ndarray) -> np.ndarray:
+    p.set_image(frame)
+    return p.predict(Interactions([interior_click(seed)]), prev_mask=seed).prob
 
 
 def refine(preds: dict, frame: np.ndarray, prob: np.ndarray, threshold: float) -> dict:
@@ -52,7 +57,7 @@ def refine(preds: dict, frame: np.ndarray, prob: np.ndarray, threshold: float) -
     out = {"propagated": mask}
     if not mask.any():
         return {v: mask for v in VARIANTS}
-    click = Interactions([deepest_click(mask)])
+    click = Interactions([interior_click(mask)])
     for name, crf in (("click", False), ("click+crf", True)):
         p = preds[crf]
         p.set_image(frame)
@@ -63,6 +68,12 @@ def refine(preds: dict, frame: np.ndarray, prob: np.ndarray, threshold: float) -
             out["logit mean(propagated, click)"] = (logit(prob) + logit(r.prob)) / 2 > logit(np.float32(threshold))
     p = preds[False]
     out["no click"] = p.predict(Interactions(), prev_mask=mask).mask
+    cut, own, other = logit(np.float32(threshold)), logit(prob), logit(second_opinion(p, frame, mask))
+    out["logit mean, click weighted 0.65"] = 0.35 * own + 0.65 * other > cut
+    out["logit mean, click weighted 0.35"] = 0.65 * own + 0.35 * other > cut
+    once = out["logit mean(propagated, click)"]
+    out["logit mean, twice"] = (own + logit(second_opinion(p, frame, once))) / 2 > cut if once.any() else once
+    out["logit mean, click mirrored"] = (own + logit(second_opinion(preds["mirror"], frame, mask))) / 2 > cut
     return out
 
 
@@ -74,9 +85,13 @@ def main(argv=None) -> None:
     ap.add_argument("--threshold", type=float, default=0.3)
     ap.add_argument("--sequences", default=None, help="comma list (default: every .npz)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--weights", type=Path, default=None, help="interactive weights or checkpoint (default: shipped)")
+    ap.add_argument("--base", default="propagated", help="the variant the others are compared with")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    preds = {crf: InteractivePredictor(use_crf=crf) for crf in (False, True)}
+    net = None if args.weights is None else build("interactive", path=args.weights, check=False)
+    preds = {crf: InteractivePredictor(net, use_crf=crf) for crf in (False, True)}
+    preds["mirror"] = InteractivePredictor(net, use_crf=False, mirror=True)
     seqs = args.sequences.split(",") if args.sequences else sorted(p.stem for p in args.probs.glob("*.npz"))
     scores = {v: [] for v in VARIANTS}
     for seq in seqs:
@@ -95,7 +110,7 @@ def main(argv=None) -> None:
             scores[v].append(j_mean(np.stack(masks[v]), gt))
             line.append(f"{100 * scores[v][-1]:5.1f}")
         print(f"{seq:20s} " + " ".join(line), flush=True)
-    print("\n".join(against_base(scores, "propagated", width=29)))
+    print("\n".join(against_base(scores, args.base, width=32)))
 
 
 if __name__ == "__main__":

@@ -292,7 +292,7 @@ def test_refiner_averages_the_two_opinions_in_logits():
     prob[4:12, 4:12] = 0.9
     other = np.full((16, 16), 0.6, np.float32)
     refiner = MaskRefiner.__new__(MaskRefiner)
-    refiner.predictor, refiner.crf = _StubPredictor(other), False
+    refiner.predictor, refiner.crf, refiner.weight = _StubPredictor(other), False, 0.5
     seed = prob > 0.5
     out = refiner(np.zeros((16, 16, 3), np.uint8), prob, seed)
     assert np.allclose(out, (refine_logit(prob) + refine_logit(other)) / 2, atol=1e-5)
@@ -306,13 +306,17 @@ def test_refiner_averages_the_two_opinions_in_logits():
     refiner.crf = True
     assert np.allclose(refiner(np.zeros((16, 16, 3), np.uint8), prob, seed), refine_logit((prob + other) / 2),
                        atol=1e-5)
+    # Weighted: the second opinion's share.
+    refiner.crf, refiner.weight = False, 0.75
+    assert np.allclose(refiner(np.zeros((16, 16, 3), np.uint8), prob, seed),
+                       0.25 * refine_logit(prob) + 0.75 * refine_logit(other), atol=1e-5)
 
 
 class _SquareRefiner:
     """Stands in for MaskRefiner: records what it is given and answers with
     the logits of a fixed square."""
 
-    def __init__(self, device=None, crf=False, input_size=320):
+    def __init__(self, device=None, crf=False, input_size=320, weight=0.5):
         self.seen = []
 
     def __call__(self, image, prob, seed):

@@ -59,6 +59,8 @@ def add_common_arguments(parser) -> None:
                         help="the second opinion through the dense CRF, probabilities averaged (slower)")
     parser.add_argument("--refine-size", type=int, default=None, metavar="PX",
                         help="long side of the second opinion's crop (default 320)")
+    parser.add_argument("--refine-weight", type=float, default=None, metavar="W",
+                        help="the second opinion's share of the averaged logits (default 0.5)")
     parser.add_argument("--scales", default=None,
                         help="propagation: comma list of multiples of the input size whose logits are averaged, "
                              "e.g. 1,1.5 (default: 1)")
@@ -88,7 +90,8 @@ def make_config(args):
 
     cfg = FinetuneConfig()
     for name in ("mode", "steps", "lr", "n_aug", "batch", "loss", "input_long_side", "threshold", "reach",
-                 "seed", "self_train", "first_pass_stride", "self_train_rounds", "refine_size"):
+                 "seed", "self_train", "first_pass_stride", "self_train_rounds", "refine_size",
+                 "refine_weight"):
         v = getattr(args, name, None)
         if v is not None:
             setattr(cfg, name, v)
@@ -168,7 +171,8 @@ def make_refiner(cfg, interactive_net, device):
         return None
     from ..video.refine import MaskRefiner
 
-    return MaskRefiner(interactive_net, device, crf=cfg.refine_crf, input_size=cfg.refine_size)
+    return MaskRefiner(interactive_net, device, crf=cfg.refine_crf, input_size=cfg.refine_size,
+                       weight=cfg.refine_weight)
 
 
 def run_sequence(parent, seq, cfg, init_mask: np.ndarray, annotated_extra: dict | None = None,

@@ -101,6 +101,8 @@ class FinetuneConfig:
     # Long side of the second opinion's crop (the interactive segmenter's own input size for clicks). 256
     # cross-validated: J -0.32 (standard error 0.13), worse on 23 of 30, for little speed.
     refine_size: int = 320
+    # The second opinion's share of the averaged logits (0.5: an even mean).
+    refine_weight: float = 0.5
     # Self-training (session 13): propagate a first time, then tune again with this many of the most trusted
     # propagated masks (quality.pseudo_annotations) as extra annotated frames and propagate again. 0: off.
     # Cross-validated on the 30 DAVIS-2016 training sequences (240p, every 2nd frame of the original): J +1.91
@@ -133,6 +135,8 @@ class FinetuneConfig:
                              f"got {self.self_train}, {self.first_pass_stride} and {self.self_train_rounds}")
         if self.refine_size < 32:
             raise InputError(f"refine_size must be at least 32 pixels, got {self.refine_size}")
+        if not 0 < self.refine_weight <= 1:
+            raise InputError(f"refine_weight must be in (0, 1], got {self.refine_weight}")
         if self.batch_infer is not None and self.batch_infer < 1:
             raise InputError(f"batch_infer must be at least 1 (or None: chosen for the device), got {self.batch_infer}")
         if self.steps < 0 or self.n_aug < 1 or self.batch < 1 or self.input_long_side < 32:

@@ -337,7 +337,8 @@ def propagate(net, source, annotated: Mapping[int, np.ndarray], config: Finetune
     if not config.refine:
         refiner = None
     elif refiner is None:
-        refiner = MaskRefiner(device=device, crf=config.refine_crf, input_size=config.refine_size)
+        refiner = MaskRefiner(device=device, crf=config.refine_crf, input_size=config.refine_size,
+                              weight=config.refine_weight)
     cut = math.log(config.threshold / (1 - config.threshold))
     full_size = (H, W) if refiner is None else None  # refined frames get theirs from the refined logits
     use_bf16 = wants_bf16(config, device)

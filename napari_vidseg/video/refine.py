@@ -35,14 +35,16 @@ class MaskRefiner:
     """refiner(image, prob, seed) -> the averaged logits, all at the network's
     size: `image` (h, w, 3) uint8, `prob` the tuned network's foreground
     probability, `seed` the propagated mask the click and the crop come from
-    (cleaned of distant blobs). An empty seed returns the network's logits."""
+    (cleaned of distant blobs). An empty seed returns the network's logits.
+    `weight` is the second opinion's share of the average."""
 
-    def __init__(self, net=None, device=None, crf: bool = False, input_size: int = 320):
+    def __init__(self, net=None, device=None, crf: bool = False, input_size: int = 320, weight: float = 0.5):
         from ..segment.predictor import InteractivePredictor
 
         # By default no CRF: a frame of propagation must stay cheap; the averaging smooths.
         # With the CRF the probabilities are averaged (the CRF's are near 0 and 1, whose logits would rule).
         self.crf = crf
+        self.weight = weight  # the second opinion's share
         self.predictor = InteractivePredictor(net, device, use_crf=crf, input_size=input_size)
 
     def __call__(self, image: np.ndarray, prob: np.ndarray, seed: np.ndarray) -> np.ndarray:
@@ -51,9 +53,10 @@ class MaskRefiner:
             return own
         self.predictor.set_image(image)
         other = self.predictor.predict(Interactions([interior_click(seed)]), prev_mask=seed).prob
+        w = self.weight
         if self.crf:
-            return logit((prob + other) / 2)
-        return (own + logit(other)) / 2
+            return logit((1 - w) * prob + w * other)
+        return (1 - w) * own + w * logit(other)
 
 
 def upsample_logits(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
