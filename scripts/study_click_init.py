@@ -29,6 +29,7 @@ VARIANTS = {
 def main(argv=None) -> None:
     from napari_vidseg.eval.davis import open_sequence
     from napari_vidseg.eval.video import clicks_init
+    from napari_vidseg.models.registry import build
     from napari_vidseg.segment.predictor import InteractivePredictor
     from napari_vidseg.training.train_parent import read_split
 
@@ -40,14 +41,16 @@ def main(argv=None) -> None:
     ap.add_argument("--resolution", default="240p")
     ap.add_argument("--split", default="train.txt")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--weights", type=Path, default=None, help="interactive weights or checkpoint (default: shipped)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     names = args.variants.split(";") if args.variants else list(VARIANTS)
+    net = None if args.weights is None else build("interactive", path=args.weights, check=False)
     seqs = read_split(args.davis_root, args.split)
     res: dict[str, dict[str, float]] = {}
     for name in names:
-        predictor = InteractivePredictor(**VARIANTS[name])
+        predictor = InteractivePredictor(net, **VARIANTS[name])
         res[name] = {}
         for s in seqs:
             seq = open_sequence(args.davis_root, s, args.resolution)
