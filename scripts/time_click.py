@@ -29,15 +29,20 @@ ap.add_argument("--clicks", type=int, default=6)
 ap.add_argument("--no-crf", action="store_true", help="the network and clamping only")
 ap.add_argument("--crf-max-side", type=int, default=None, help="CRF crop scale (default: CRFParams' 320)")
 ap.add_argument("--crf-iterations", type=int, default=None, help="CRF iterations (default: CRFParams' 5)")
+ap.add_argument("--input-size", type=int, default=None, help="the network's input size (default: the predictor's)")
+ap.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=None,
+                help="average with the mirror image (default: the predictor's)")
+ap.add_argument("--threads", type=int, default=2)
 args = ap.parse_args()
-torch.set_num_threads(2)
+torch.set_num_threads(args.threads)
 if args.sequences:
     frames = [(f"{DAVIS}/JPEGImages/480p/{s}/00000.jpg", f"{DAVIS}/Annotations/480p/{s}/00000.png")
               for s in args.sequences.split(",")]
 else:
     frames = [(args.frame, args.mask)]
 crf = crf_params_of(args)  # the same flags, checks and defaults as eval-interactive
-pred = InteractivePredictor(use_crf=not args.no_crf, crf_params=crf)
+options = {k: v for k, v in (("input_size", args.input_size), ("mirror", args.mirror)) if v is not None}
+pred = InteractivePredictor(use_crf=not args.no_crf, crf_params=crf, **options)
 times, ious = [], []
 for frame, mask in frames:
     img = np.asarray(Image.open(frame).convert("RGB"))

@@ -34,8 +34,8 @@ class ModelSpec:
 
 MODELS: dict[str, ModelSpec] = {
     "interactive": ModelSpec(
-        "interactive", "interactive_v6.pt",
-        "1ffc9b2e51695d69330b7a18968f98e9e0bcc4d002d797622b0ec6d17cfe8d2f",
+        "interactive", "interactive_v7.pt",
+        "a1de94056c3255f7043fb79176bb01b229f29be170928eed5544b38ccd2ce1b4",
         6, "interactive.md"),
     "parent": ModelSpec(
         "parent", "parent_v2.pt",
