@@ -9,7 +9,8 @@ The 480p validation frames are never read.
 
     # K parents, one per fold (the same recipe as train_parent, a fixed step count)
     python scripts/crossval.py train --out checkpoints/cv --steps 1200 --init weights/interactive_v6.pt
-    # (interactive v6 left the tree in session 16: git show 4c3cb91:weights/interactive_v6.pt > weights/interactive_v6.pt)
+    # (interactive v6 left the tree in session 16:
+    #  git show 4c3cb91:weights/interactive_v6.pt > weights/interactive_v6.pt)
     # J over all 30 sequences for one propagation setting (extra arguments go to eval-video)
     python scripts/crossval.py eval --parents checkpoints/cv --out docs/results/cv/base -- --input-long-side 448
 

@@ -34,17 +34,13 @@ from napari_vidseg.interactions.robot import interior_click
 from napari_vidseg.models.registry import build
 from napari_vidseg.segment.predictor import InteractivePredictor
 from napari_vidseg.types import Interactions
+from napari_vidseg.video.refine import logit
 
 VARIANTS = ("propagated", "click", "click+crf", "mean(propagated, click)", "mean(propagated, click+crf)",
             "logit mean(propagated, click)", "no click",
             # session 16: the weight of the second opinion, a second round, a mirrored second opinion
             "logit mean, click weighted 0.65", "logit mean, click weighted 0.35", "logit mean, twice",
             "logit mean, click mirrored")
-
-
-def logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-4, 1 - 1e-4)
-    return np.log(p / (1 - p))
 
 
 def second_opinion(p: InteractivePredictor, frame: np.ndarray, seed: np.ndarray) -> np.ndarray:

@@ -33,7 +33,8 @@ def add_common_arguments(parser) -> None:
     parser.add_argument("--resolution", default="480p")
     parser.add_argument("--weights-parent", default=None, help="parent weights or checkpoint (default: shipped)")
     parser.add_argument("--weights-interactive", default=None,
-                        help="interactive weights or checkpoint, for the clicks and the second opinion (default: shipped)")
+                        help="interactive weights or checkpoint, for the clicks and the second opinion "
+                             "(default: shipped)")
     parser.add_argument("--mode", choices=("head", "full"), default=None, help="what fine-tuning tunes")
     parser.add_argument("--steps", type=int, default=None, help="fine-tuning steps")
     parser.add_argument("--lr", type=float, default=None)

@@ -126,7 +126,7 @@ class InteractivePredictor:
         self.crf_params = crf_params
         # Test-time mirroring: the crop and its left-right mirror image go
         # through the network as one batch of two and their logits are
-        # averaged (the mirror's flipped back). About 1.5x the network's time.
+        # averaged (the mirror's flipped back): twice the network's work per click.
         self.mirror = mirror
         self.image: np.ndarray | None = None
         self._box = None  # the last crop, kept while the object stays inside it
