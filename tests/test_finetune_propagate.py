@@ -27,7 +27,7 @@ from napari_vidseg.video.propagate import (MAX_BLOCK_GAP, FrameResult, _as_sourc
                                            as_float16, drop_distant_blobs, near_mask, plan_order, propagate,
                                            read_block, wants_bf16)
 from napari_vidseg.video.quality import frame_scores, worst_frames
-from napari_vidseg.video import propagate as propagate_mod
+from napari_vidseg.video import refine as refine_mod
 from napari_vidseg.video.refine import MaskRefiner, logit as refine_logit
 from napari_vidseg.interactions.robot import interior_click
 from napari_vidseg.segment.predictor import Prediction
@@ -316,7 +316,7 @@ class _SquareRefiner:
     """Stands in for MaskRefiner: records what it is given and answers with
     the logits of a fixed square."""
 
-    def __init__(self, device=None, crf=False, input_size=320, weight=0.5):
+    def __init__(self, net=None, device=None, crf=False, input_size=320, weight=0.5):
         self.seen = []
 
     def __call__(self, image, prob, seed):
@@ -343,7 +343,7 @@ def test_refined_propagation_takes_the_refiners_logits(tuned, monkeypatch):
         made.append(_SquareRefiner(*args, **kwargs))
         return made[-1]
 
-    monkeypatch.setattr(propagate_mod, "MaskRefiner", make)
+    monkeypatch.setattr(refine_mod, "MaskRefiner", make)
     spent = {}
     res = list(propagate(out, video, {0: truth[0]}, replace(cfg, refine=True), timings=spent))
     (refiner,) = made
@@ -362,7 +362,7 @@ def test_propagation_uses_the_refiner_it_is_given(tuned, monkeypatch):
     def no_new_refiner(*args, **kwargs):
         raise AssertionError("propagate made its own refiner")
 
-    monkeypatch.setattr(propagate_mod, "MaskRefiner", no_new_refiner)
+    monkeypatch.setattr(refine_mod, "MaskRefiner", no_new_refiner)
     given = _SquareRefiner()
     res = list(propagate(out, video, {0: truth[0]}, replace(cfg, refine=True), refiner=given))
     assert len(given.seen) == T - 1 and all(np.array_equal(r.mask, _square()) for r in res[1:])

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..types import InputError, Interactions
-from .video import add_common_arguments, load_net, machine, make_config, make_refiner, run_sequence, sequences_of
+from .video import add_common_arguments, load_net, machine, make_config, run_sequence, sequences_of
 
 
 def configure(parser) -> None:
@@ -79,6 +79,7 @@ def run(args) -> int:
     from ..models.registry import select_device
     from ..segment.predictor import InteractivePredictor
     from ..video.quality import frame_scores, worst_frames
+    from ..video.refine import refiner_for
     from .davis import open_sequence, score_sequence, scored_frames
 
     if args.threads:
@@ -89,7 +90,7 @@ def run(args) -> int:
     parent = load_net("parent", args.weights_parent, device)
     interactive = load_net("interactive", args.weights_interactive, device)
     predictor = InteractivePredictor(net=interactive, use_crf=not args.no_crf)
-    refiner = make_refiner(cfg, interactive, device)
+    refiner = refiner_for(cfg, device, interactive)
     rows = {}
     t_start = time.perf_counter()
     for name in sequences_of(args):

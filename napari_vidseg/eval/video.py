@@ -165,17 +165,6 @@ def clicks_init(predictor, frame: np.ndarray, truth: np.ndarray, n_clicks: int) 
     return mask
 
 
-def make_refiner(cfg, interactive_net, device):
-    """The second opinion propagation asks for (cfg.refine), made once for every
-    sequence and on the interactive weights being evaluated; None when off."""
-    if not cfg.refine:
-        return None
-    from ..video.refine import MaskRefiner
-
-    return MaskRefiner(interactive_net, device, crf=cfg.refine_crf, input_size=cfg.refine_size,
-                       weight=cfg.refine_weight)
-
-
 def run_sequence(parent, seq, cfg, init_mask: np.ndarray, annotated_extra: dict | None = None,
                  probs: dict | None = None, refiner=None):
     """Fine-tune on frame 0 (+ extra annotated frames), propagate; returns
@@ -246,6 +235,7 @@ def run(args) -> int:
 
     from ..models.registry import select_device
     from ..video.propagate import wants_bf16
+    from ..video.refine import refiner_for
     from .davis import open_sequence, score_sequence
 
     if args.threads:
@@ -256,7 +246,7 @@ def run(args) -> int:
     parent = load_net("parent", args.weights_parent, device)
     predictor = None
     interactive = load_net("interactive", args.weights_interactive, device) if kind == "clicks" or cfg.refine else None
-    refiner = make_refiner(cfg, interactive, device)
+    refiner = refiner_for(cfg, device, interactive)  # on the weights under test, made once
     if kind == "clicks":
         from ..segment.predictor import InteractivePredictor
 

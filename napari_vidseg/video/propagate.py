@@ -49,7 +49,7 @@ from ..models.device import CPU, announce_cpu_fallback, is_gpu_oom
 from ..models.registry import cpu_has_native_bf16
 from ..types import InputError
 from .finetune import FinetuneConfig, forward_batch, input_size, load_parent, resize_mask, resize_rgb, to_tensor
-from .refine import MaskRefiner, upsample_logits
+from .refine import MaskRefiner, refiner_for, upsample_logits
 
 __all__ = ["FrameResult", "propagate", "plan_order", "prepare_for_inference", "load_parent", "clean_frame"]
 
@@ -334,11 +334,8 @@ def propagate(net, source, annotated: Mapping[int, np.ndarray], config: Finetune
             yield FrameResult(t, m, masks_done[t].astype(np.float16), 1.0, annotated=True)
     reach, radius = cleanup_radii(size, config.reach, BLOB_REACH if config.keep_components else None)
     want_int8 = config.int8 and device.type == "cpu"
-    if not config.refine:
-        refiner = None
-    elif refiner is None:
-        refiner = MaskRefiner(device=device, crf=config.refine_crf, input_size=config.refine_size,
-                              weight=config.refine_weight)
+    if refiner is None or not config.refine:
+        refiner = refiner_for(config, device)
     cut = math.log(config.threshold / (1 - config.threshold))
     full_size = (H, W) if refiner is None else None  # refined frames get theirs from the refined logits
     use_bf16 = wants_bf16(config, device)

@@ -59,6 +59,14 @@ class MaskRefiner:
         return (1 - w) * own + w * logit(other)
 
 
+def refiner_for(config, device=None, net=None) -> MaskRefiner | None:
+    """The second opinion a FinetuneConfig asks for (None with refine off), on
+    `net` (default: the shipped interactive weights)."""
+    if not config.refine:
+        return None
+    return MaskRefiner(net, device, crf=config.refine_crf, input_size=config.refine_size, weight=config.refine_weight)
+
+
 def upsample_logits(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """(h, w) logits -> (H, W), bilinear, as propagation upsamples the network's."""
     x = torch.from_numpy(np.ascontiguousarray(logits, np.float32))[None, None]
