@@ -14,8 +14,13 @@ The 480p validation frames are never read.
     # J over all 30 sequences for one propagation setting (extra arguments go to eval-video)
     python scripts/crossval.py eval --parents checkpoints/cv --out docs/results/cv/base -- --input-long-side 448
 
-`eval` writes <out>/fold<i>.json (eval-video's) and <out>/summary.json, and
-prints per-sequence J and, as its last line, {"j_mean", "f_mean", "n"}.
+    # the worst-frame correction protocol instead (eval-correction per fold)
+    python scripts/crossval.py eval --bench correction --parents checkpoints/cv --out docs/results/cv/corr -- \
+        --input-long-side 448 --save-worst docs/results/cv/corr/worst
+
+`eval` writes <out>/fold<i>.json (eval-video's or eval-correction's) and
+<out>/summary.json, and prints per-sequence results and, as its last line,
+{"j_mean", "f_mean", "n"} (video) or eval-correction's summary (correction).
 Jobs run `--jobs` at a time, each with `--threads` torch threads.
 """
 from __future__ import annotations
@@ -29,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_vidseg.eval.correction import summarize
 from napari_vidseg.training.train_parent import read_split
 
 
@@ -66,7 +72,7 @@ def evaluate(args, extra: list[str]) -> None:
     cmds, logs, outs = [], [], []
     for i, fold in enumerate(folds(args.data, args.k)):
         js = args.out / f"fold{i}.json"
-        cmds.append(["napari-vidseg", "eval-video", str(args.data), "--resolution", "240p",
+        cmds.append(["napari-vidseg", f"eval-{args.bench}", str(args.data), "--resolution", "240p",
                      "--sequences", ",".join(fold), "--weights-parent", str(args.parents / f"fold{i}" / "last.pt"),
                      "--threads", str(args.threads), "--json-out", str(js)] + extra)
         logs.append(args.out / f"fold{i}.txt")
@@ -75,13 +81,24 @@ def evaluate(args, extra: list[str]) -> None:
     per = {}
     for js in outs:
         per.update(json.loads(js.read_text())["per_sequence"])
-    for name in sorted(per):
-        print(f"{name:20s} J {100 * per[name]['j']:5.1f}  F {100 * per[name]['f']:5.1f}")
-    summary = {"j_mean": round(float(np.mean([v["j"] for v in per.values()])), 4),
-               "f_mean": round(float(np.mean([v["f"] for v in per.values()])), 4),
-               "n": len(per), "eval_args": extra, "per_sequence": per}
+    if args.bench == "correction":
+        ks = json.loads(outs[0].read_text())["clicks"]
+        for name in sorted(per):
+            r = per[name]
+            print(f"{name:20s} worst {100 * r['before']:5.1f} -> "
+                  + " ".join(f"{k}c {100 * r['after'][str(k)]:5.1f}" for k in ks)
+                  + f"  J {100 * r['j_before']:5.1f} -> {100 * r['j_after']:5.1f}")
+        summary = {**summarize(per, ks), "clicks": ks, "n": len(per)}
+        head = dict(summary)
+    else:
+        for name in sorted(per):
+            print(f"{name:20s} J {100 * per[name]['j']:5.1f}  F {100 * per[name]['f']:5.1f}")
+        summary = {"j_mean": round(float(np.mean([v["j"] for v in per.values()])), 4),
+                   "f_mean": round(float(np.mean([v["f"] for v in per.values()])), 4), "n": len(per)}
+        head = {k: summary[k] for k in ("j_mean", "f_mean", "n")}
+    summary.update(eval_args=extra, per_sequence=per)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
-    print(json.dumps({k: summary[k] for k in ("j_mean", "f_mean", "n")}))
+    print(json.dumps(head))
 
 
 def main(argv=None) -> int:
@@ -94,6 +111,8 @@ def main(argv=None) -> int:
     ap.add_argument("--k", type=int, default=3, help="number of folds")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--parents", type=Path, help="eval: the folder `train` wrote")
+    ap.add_argument("--bench", choices=("video", "correction"), default="video",
+                    help="eval: which benchmark runs per fold (eval-video or eval-correction)")
     ap.add_argument("--init", type=Path, default=None, help="train: the checkpoint every fold starts from")
     ap.add_argument("--steps", type=int, default=1200)
     ap.add_argument("--seed", type=int, default=0)

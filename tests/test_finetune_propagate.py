@@ -6,6 +6,7 @@ import json
 from dataclasses import replace
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -771,12 +772,52 @@ def test_eval_correction_command_on_a_tiny_davis_folder(tmp_path):
     save_weights(random_net(), weights)
     cmd = [sys.executable, "-m", "napari_vidseg.cli", "eval-correction", str(root), "--clicks", "1,2",
            "--weights-parent", str(weights), "--steps", "3", "--n-aug", "2", "--batch", "2",
-           "--input-long-side", "64", "--self-train", "0"]
+           "--input-long-side", "64", "--self-train", "0",
+           "--save-worst", str(tmp_path / "worst"), "--json-out", str(tmp_path / "c.json")]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
     assert out.returncode == 0, out.stderr[-2000:]
     last = json.loads(out.stdout.strip().splitlines()[-1])
     assert set(last["after"]) == {"1", "2"}
+    # the worst frame kept for offline click studies: its index, propagated and true masks
+    row = json.loads((tmp_path / "c.json").read_text())["per_sequence"]["diskA"]
+    saved = np.load(tmp_path / "worst" / "diskA.npz")
+    assert int(saved["frame"]) == row["worst_frame"]
+    inter = (saved["propagated"] & saved["truth"]).sum() / max((saved["propagated"] | saved["truth"]).sum(), 1)
+    assert abs(inter - row["before"]) < 1e-3
     for key in ("before", "j_before", "j_after", "rank_correlation", "worst_in_top3"):
         assert key in last, key
     assert 0.0 <= last["before"] <= 1.0 and all(0.0 <= v <= 1.0 for v in last["after"].values())
+
+
+def test_correct_frame_starts_every_click_from_the_propagated_mask_or_chains():
+    """correct_frame's mask channel: the propagated mask for every click, or with
+    chain=True the previous click's result (the first click's is the propagated one)."""
+    from napari_vidseg.eval.correction import correct_frame
+
+    truth = np.zeros((40, 40), bool)
+    truth[5:35, 5:35] = True
+    propagated = np.zeros_like(truth)
+    propagated[5:35, 5:15] = True
+
+    class Grow:
+        """Adds a 10-pixel-wide column of the truth per call, left to right."""
+
+        def __init__(self):
+            self.prevs = []
+
+        def set_image(self, frame):
+            pass
+
+        def predict(self, inter, prev_mask=None):
+            self.prevs.append(prev_mask.copy())
+            m = np.zeros_like(truth)
+            m[5:35, 5:15 + 10 * len(self.prevs)] = True
+            return types.SimpleNamespace(mask=m & truth)
+
+    for chain in (False, True):
+        p = Grow()
+        out = correct_frame(p, np.zeros((40, 40, 3), np.uint8), propagated, truth, [1, 2], chain=chain)
+        assert np.array_equal(p.prevs[0], propagated)
+        assert np.array_equal(p.prevs[1], out[1] if chain else propagated)
+        assert not np.array_equal(out[1], propagated)

@@ -123,6 +123,38 @@ def test_undo_redo(session):
     assert session.undo_interaction(1, obj) is None  # nothing to undo
 
 
+def test_undo_gives_back_the_mask_shown_before_without_asking_the_predictor(session):
+    """Each click's result depends on the mask the click before made, so
+    re-segmenting the remaining clicks need not give back what the user saw:
+    undo restores the remembered mask. Painting the frame forgets it."""
+    obj = session.add_object()
+    fake = session.predictor()
+    shown = []
+    for x in (10, 20, 30):
+        session.add_interactions(3, obj, Interactions([Click(x, 12)]))
+        # a predictor whose answer also depends on how often it was asked
+        session.masks.set(obj, 3, session.masks.get(obj, 3) | disk(2 + len(fake.calls), 28, r=1),
+                          session.masks.provenance(obj, 3))
+        shown.append(session.masks.get(obj, 3))
+    n_calls = len(fake.calls)
+    assert np.array_equal(session.undo_interaction(3, obj), shown[1])
+    assert np.array_equal(session.masks.get(obj, 3), shown[1])
+    assert np.array_equal(session.undo_interaction(3, obj), shown[0])
+    assert len(fake.calls) == n_calls  # restored, not re-segmented
+    assert session.masks.provenance(obj, 3) is Provenance.USER
+    assert len(session.interactions[(obj, 3)].clicks) == 1
+    # redo re-segments from the restored mask, and its result is remembered in turn
+    m = session.redo_interaction(3, obj)
+    assert np.array_equal(m, shown[0] | disk(20, 12)) and len(fake.calls) == n_calls + 1
+    session.add_interactions(3, obj, Interactions([Click(30, 20)]))
+    assert np.array_equal(session.undo_interaction(3, obj), m)
+    # after a painting, undo re-segments the remaining clicks (from the frame's start)
+    session.set_mask(3, obj, disk(5, 5))
+    session.undo_interaction(3, obj)
+    assert len(fake.calls) == n_calls + 3
+    assert np.array_equal(session.masks.get(obj, 3), disk(10, 12))
+
+
 def test_set_mask_and_remove_object(session):
     a, b = session.add_object(), session.add_object()
     session.set_mask(3, a, disk(5, 5))

@@ -34,6 +34,9 @@ def configure(parser) -> None:
     add_common_arguments(parser)
     parser.add_argument("--clicks", default="1,4,10", help="comma list of click counts")
     parser.add_argument("--no-crf", action="store_true", help="no dense CRF in the corrections")
+    parser.add_argument("--save-worst", metavar="DIR",
+                        help="write DIR/<seq>.npz (the worst frame's index, propagated mask and true mask) "
+                             "for offline click studies (scripts/study_correction.py)")
 
 
 def parse_clicks(text: str) -> list[int]:
@@ -46,8 +49,13 @@ def parse_clicks(text: str) -> list[int]:
     return ks
 
 
-def correct_frame(predictor, frame, propagated, truth, ks) -> dict[int, np.ndarray]:
-    """Masks after k robot clicks for each k in ks, starting from `propagated`."""
+def correct_frame(predictor, frame, propagated, truth, ks, chain: bool = False) -> dict[int, np.ndarray]:
+    """Masks after k robot clicks for each k in ks, starting from `propagated`.
+
+    Every prediction gets all clicks so far; its mask channel is the propagated
+    mask, or with `chain` the mask the previous click made (the first click's
+    is the propagated mask either way).
+    """
     from ..interactions.robot import next_click
 
     predictor.set_image(frame)
@@ -57,7 +65,7 @@ def correct_frame(predictor, frame, propagated, truth, ks) -> dict[int, np.ndarr
         c = next_click(mask, truth)
         if c is not None:  # a perfect mask gets no more clicks
             inter.clicks.append(c)
-            mask = predictor.predict(inter, prev_mask=propagated).mask
+            mask = predictor.predict(inter, prev_mask=mask if chain else propagated).mask
         if k in ks:
             out[k] = mask.copy()
     return out
@@ -70,6 +78,21 @@ def spearman(a, b) -> float | None:
     if len(a) < 3 or np.all(a == a[0]) or np.all(b == b[0]):
         return None
     return float(spearmanr(a, b).statistic)
+
+
+def summarize(rows: dict, ks) -> dict:
+    """The means over sequences of run()'s per-sequence rows (also used by
+    scripts/crossval.py, whose rows come back from JSON with string keys)."""
+    rhos = [r["rank_correlation"] for r in rows.values() if r["rank_correlation"] is not None]
+    after = [{str(k): v for k, v in r["after"].items()} for r in rows.values()]
+    return {
+        "before": round(float(np.mean([r["before"] for r in rows.values()])), 4),
+        "after": {str(k): round(float(np.mean([a[str(k)] for a in after])), 4) for k in ks},
+        "j_before": round(float(np.mean([r["j_before"] for r in rows.values()])), 4),
+        "j_after": round(float(np.mean([r["j_after"] for r in rows.values()])), 4),
+        "rank_correlation": round(float(np.mean(rhos)), 4) if rhos else None,
+        "worst_in_top3": round(float(np.mean([r["worst_in_top3"] for r in rows.values()])), 4),
+    }
 
 
 def run(args) -> int:
@@ -102,6 +125,10 @@ def run(args) -> int:
         worst = min(scored, key=lambda t: (before["j_frames"][t], t))
         corrected = correct_frame(predictor, seq.source().frame(worst), masks[worst], truth[worst], ks)
         after_iou = {k: float(iou(m, truth[worst])) for k, m in corrected.items()}
+        if args.save_worst:
+            Path(args.save_worst).mkdir(parents=True, exist_ok=True)
+            np.savez_compressed(Path(args.save_worst) / f"{name}.npz", frame=worst,
+                                propagated=masks[worst], truth=truth[worst])
         masks2, *_ = run_sequence(parent, seq, cfg, truth[0], {worst: corrected[max(ks)]}, refiner=refiner)
         after = score_sequence(masks2, truth)
         # Ground-truth-free ranking of the propagated frames.
@@ -118,18 +145,8 @@ def run(args) -> int:
               + f"  rank corr {rho if rho is None else round(rho, 2)}  worst in bottom-3: {in_top3}", flush=True)
     if not rows:
         raise InputError("no sequences to evaluate")
-    rhos = [r["rank_correlation"] for r in rows.values() if r["rank_correlation"] is not None]
-    summary = {
-        "before": round(float(np.mean([r["before"] for r in rows.values()])), 4),
-        "after": {str(k): round(float(np.mean([r["after"][k] for r in rows.values()])), 4) for k in ks},
-        "j_before": round(float(np.mean([r["j_before"] for r in rows.values()])), 4),
-        "j_after": round(float(np.mean([r["j_after"] for r in rows.values()])), 4),
-        "rank_correlation": round(float(np.mean(rhos)), 4) if rhos else None,
-        "worst_in_top3": round(float(np.mean([r["worst_in_top3"] for r in rows.values()])), 4),
-        "clicks": ks,
-        "seconds": round(time.perf_counter() - t_start, 1),
-        "machine": machine(),
-    }
+    summary = {**summarize(rows, ks), "clicks": ks,
+               "seconds": round(time.perf_counter() - t_start, 1), "machine": machine()}
     if args.json_out:
         Path(args.json_out).write_text(json.dumps({**summary, "per_sequence": rows}, indent=1))
     print(json.dumps(summary))

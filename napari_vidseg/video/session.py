@@ -37,6 +37,7 @@ from .mask_store import MaskStore, atomic_write_bytes
 
 SESSION_VERSION = 1
 SESSION_FILE = "session.json"
+_HISTORY = 50  # masks remembered per frame for undo
 
 
 @dataclass
@@ -98,6 +99,11 @@ class VideoSession:
     _order: dict[tuple[int, int], str] = field(default_factory=dict, repr=False)
     _bases: MaskStore | None = field(default=None, repr=False)
     _redo: dict[tuple[int, int], list[Interactions]] = field(default_factory=dict, repr=False)
+    # (interactions, mask) of (obj, t) before each interaction added this run, so that
+    # undo gives back exactly the mask shown before (each click's result depends on the
+    # mask the one before made); in memory only, bit-packed, the last _HISTORY per
+    # frame: beyond that, or after a reopen, undo re-segments
+    _history: dict[tuple[int, int], list[tuple[Interactions, np.ndarray]]] = field(default_factory=dict, repr=False)
     _predictor: Any = field(default=None, repr=False)
     _predictor_state: tuple | None = field(default=None, repr=False)
     _parent: Any = field(default=None, repr=False)
@@ -252,6 +258,7 @@ class VideoSession:
                 del self.interactions[key]
                 self._order.pop(key, None)
                 self._redo.pop(key, None)
+                self._history.pop(key, None)
             del self.objects[obj]
             self.save()
 
@@ -314,7 +321,14 @@ class VideoSession:
                 new, order = Interactions(old.clicks + interactions.clicks, old.strokes + interactions.strokes), \
                     self._order.get(key, "")
             order += "c" * len(interactions.clicks) + "s" * len(interactions.strokes)
+            shown = self.masks.get(obj, t)
             mask = self._resegment(t, obj, new, keep_current=not replace)
+            if replace or not old or shown is None:
+                self._history.pop(key, None)
+            else:
+                history = self._history.setdefault(key, [])
+                history.append((old.copy(), np.packbits(shown)))
+                del history[:-_HISTORY]
             self.interactions[key] = new
             self._order[key] = order
             self._redo.pop(key, None)
@@ -340,7 +354,8 @@ class VideoSession:
         return mask
 
     def undo_interaction(self, t, obj) -> np.ndarray | None:
-        """Drop the last click or stroke of (obj, t) and re-segment with the rest.
+        """Drop the last click or stroke of (obj, t): the frame gets back the mask it
+        showed before it (remembered in memory; else the rest are re-segmented).
 
         With none left, the frame gets back the mask it had before its first click
         (propagated, or painted with set_mask) or, without one, loses its mask;
@@ -361,9 +376,18 @@ class VideoSession:
                 dropped = Interactions([], [inter.strokes[-1]])
                 rest = Interactions(list(inter.clicks), inter.strokes[:-1])
             self._redo.setdefault(key, []).append(dropped)
-            if rest:
-                # Re-segment from the frame's starting point: the propagated mask of a
-                # corrected frame, nothing for a user frame.
+            history = self._history.get(key)
+            if history and history[-1][0] == rest:
+                # the mask shown before the dropped interaction
+                H, W = int(self.source.height), int(self.source.width)
+                mask = np.unpackbits(history.pop()[1], count=H * W).reshape(H, W).astype(bool)
+                self.masks.set(obj, t, mask, self.masks.provenance(obj, t))
+                self.interactions[key], self._order[key] = rest, order[:-1]
+            elif rest:
+                # Not remembered (e.g. the session was reopened): re-segment from the
+                # frame's starting point, the propagated mask of a corrected frame,
+                # nothing for a user frame.
+                self._history.pop(key, None)
                 mask = self._resegment(t, obj, rest, keep_current=False)
                 self.interactions[key], self._order[key] = rest, order[:-1]
             else:
@@ -377,6 +401,7 @@ class VideoSession:
                     self.masks.delete(obj, t)
                 self.interactions.pop(key, None)
                 self._order.pop(key, None)
+                self._history.pop(key, None)
                 mask = None
             self.save()
             return mask
@@ -407,6 +432,7 @@ class VideoSession:
                 raise InputError(f"mask has shape {m.shape}, the frame is {shape}")
             provenance = Provenance(provenance)
             m = m > 0 if m.dtype != bool else m
+            self._history.pop((obj, t), None)  # undo must not bring back a mask from before the painting
             if not self.interactions.get((obj, t)) and provenance.is_annotation:
                 # No click on this frame yet: the painted mask is where clicks start
                 # from, and what undoing every later click gives back.
