@@ -89,7 +89,7 @@ def test_create_add_object_and_click(session):
     m = session.add_interactions(2, obj, Interactions([Click(10, 12)]))
     assert np.array_equal(m, disk(10, 12))
     assert session.masks.provenance(obj, 2) is Provenance.USER
-    # the second click re-segments with both clicks, starting from the first result
+    # the second click re-segments with both clicks, starting from the first result (no start mask)
     m2 = session.add_interactions(2, obj, Interactions([Click(25, 12)]))
     inter, prev = session.predictor().calls[-1]
     assert [(c.x, c.y) for c in inter.clicks] == [(10, 12), (25, 12)]
@@ -176,11 +176,18 @@ def test_painted_mask_is_the_start_of_later_clicks_and_undo_gives_it_back(sessio
     assert np.array_equal(session.predictor().calls[-1][1], painted)  # refined, not replaced
     assert np.array_equal(m, painted | disk(20, 12))
     session.add_interactions(2, obj, Interactions([Click(8, 8, positive=False)]))
-    m = session.undo_interaction(2, obj)  # re-segments the rest from the painted start
+    assert np.array_equal(session.predictor().calls[-1][1], painted)  # every click starts from the painting
+    m = session.undo_interaction(2, obj)  # gives back the mask shown before
     assert np.array_equal(m, painted | disk(20, 12))
     assert session.undo_interaction(2, obj) is None  # no click left: the painted mask is back
     assert np.array_equal(session.masks.get(obj, 2), painted)
     assert session.masks.provenance(obj, 2) is Provenance.USER
+    # a propagated frame: every correction click starts from the propagated mask
+    session.masks.set(obj, 6, disk(10, 10), Provenance.PROPAGATED, 0.5)
+    session.add_interactions(6, obj, Interactions([Click(25, 20)]))
+    session.add_interactions(6, obj, Interactions([Click(10, 10, positive=False)]))
+    assert np.array_equal(session.predictor().calls[-1][1], disk(10, 10))
+    assert session.masks.provenance(obj, 6) is Provenance.CORRECTED
     # a painted propagated frame is corrected, and stays so after its clicks are undone
     session.masks.set(obj, 5, disk(10, 10), Provenance.PROPAGATED, 0.5)
     session.set_mask(5, obj, disk(12, 10), Provenance.CORRECTED)
