@@ -21,12 +21,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from paired_stats import paired_summary
 
 
 def paired(a: dict, b: dict) -> str:
-    d = np.array([a[s] - b[s] for s in a])
-    se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
-    return f"{100 * d.mean():+5.2f} (se {100 * se:4.2f}, better on {(d > 0).sum()}/{len(d)})"
+    s = paired_summary([100 * (a[k] - b[k]) for k in a])
+    return f"{s.mean:+5.2f} (se {s.se:4.2f}, better on {s.better}/{s.n})"
 
 
 def main(argv=None) -> None:
@@ -44,7 +44,9 @@ def main(argv=None) -> None:
                     help="interactive weights to compare (default: the shipped ones)")
     ap.add_argument("--clicks", default="1,2,4,10")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--input-size", type=int, default=None, help="the predictor's input size (default: its own)")
     ap.add_argument("--json-out", type=Path, default=None)
+    ap.add_argument("--plot", type=Path, default=None, help="also draw mean IoU against clicks per setting (PNG)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -56,7 +58,7 @@ def main(argv=None) -> None:
         w.split("=", 1)[0]: build("interactive", path=Path(w.split("=", 1)[1]), check=False) for w in args.weights}
     res: dict[str, dict[int, dict[str, float]]] = {}
     for wname, net in nets.items():
-        predictor = InteractivePredictor(net)
+        predictor = InteractivePredictor(net, **({} if args.input_size is None else {"input_size": args.input_size}))
         for chain in (False, True):
             name = f"{wname}, {'chained' if chain else 'propagated'}"
             res[name] = {k: {} for k in ks}
@@ -77,6 +79,23 @@ def main(argv=None) -> None:
             print(f"{name:24s} {k:2d}c against {first}: {paired(res[name][k], res[first][k])}")
     if args.json_out:
         args.json_out.write_text(json.dumps({"before": before, "clicks": ks, "results": res}, indent=1))
+    if args.plot:
+        plot(res, ks, float(np.mean(list(before.values()))), len(cases), args.plot)
+
+
+def plot(res: dict, ks, before: float, n: int, out: Path) -> None:
+    from figures import plt, save_figure
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for name, per_k in res.items():
+        ax.plot([0] + list(ks), [100 * before] + [100 * np.mean(list(per_k[k].values())) for k in ks],
+                marker="o", label=name)
+    ax.set_xlabel("robot clicks on the worst frame")
+    ax.set_ylabel("mean IoU of the worst frames (%)")
+    ax.set_title(f"Correcting the worst propagated frame of {n} sequences")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    save_figure(fig, out)
 
 
 if __name__ == "__main__":

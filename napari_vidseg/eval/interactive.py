@@ -162,13 +162,14 @@ class GrabCutSession:
         return mask, (time.perf_counter() - t0) * 1000
 
 
-def build_predictor(weights: str | None, use_crf: bool, size: int, crf_params=None):
+def build_predictor(weights: str | None, use_crf: bool, size: int, crf_params=None, mirror: bool = False):
     from ..models.registry import build, select_device
     from ..segment.crf import CRFParams
     from ..segment.predictor import InteractivePredictor
 
     net = build("interactive", select_device(), path=Path(weights) if weights else None)
-    return InteractivePredictor(net, use_crf=use_crf, input_size=size, crf_params=crf_params or CRFParams())
+    return InteractivePredictor(net, use_crf=use_crf, input_size=size, crf_params=crf_params or CRFParams(),
+                                mirror=mirror)
 
 
 # -- the robot loop ---------------------------------------------------------
@@ -250,7 +251,7 @@ def _line(i: int, total: int, method: str, r: ImageResult, max_clicks: int, refi
 def evaluate(dataset_dir, methods=("ours",), max_clicks: int | None = None, weights=None,
              use_crf: bool = True, limit: int | None = None, refine: bool = False, seed: int = 0,
              size: int = 320, timing_clicks: int = 5, stop_iou: float | None = None,
-             predictor=None, crf_params=None, log=print) -> dict:
+             predictor=None, crf_params=None, mirror: bool = False, log=print) -> dict:
     """Run the benchmark; returns the summary dict (what the last line prints)."""
     methods = list(dict.fromkeys(methods))
     for m in methods:
@@ -262,7 +263,7 @@ def evaluate(dataset_dir, methods=("ours",), max_clicks: int | None = None, weig
         raise InputError("--max-clicks must be at least 1")
     items = list_dataset(Path(dataset_dir), limit)
     if "ours" in methods and predictor is None:
-        predictor = build_predictor(weights, use_crf, size, crf_params)
+        predictor = build_predictor(weights, use_crf, size, crf_params, mirror)
 
     results: dict[str, list[ImageResult]] = {m: [] for m in methods}
     first_sample = None
@@ -337,6 +338,8 @@ def configure(parser) -> None:
                         help="start from an imperfect copy of the truth and report mIoU at 0, 1, 2, 4 clicks")
     parser.add_argument("--seed", type=int, default=0, help="seed of the --refine start masks")
     parser.add_argument("--size", type=int, default=320, help="long side of the network input (zoom-in crop)")
+    parser.add_argument("--mirror", action="store_true",
+                        help="average each crop's logits with its mirror image's (2x the network's work)")
     parser.add_argument("--timing-clicks", type=int, default=5,
                         help="clicks timed on the first image resized to 854x480 (0: skip)")
     parser.add_argument("--stop-iou", type=float, default=None,
@@ -377,7 +380,7 @@ def run(args) -> int:
         args.dataset, parse_methods(args.method), args.max_clicks, args.weights,
         use_crf=not args.no_crf, limit=args.limit, refine=args.refine, seed=args.seed,
         size=args.size, timing_clicks=args.timing_clicks, stop_iou=args.stop_iou,
-        crf_params=crf_params_of(args), log=lambda s: print(s, flush=True))
+        crf_params=crf_params_of(args), mirror=args.mirror, log=lambda s: print(s, flush=True))
     per_image = summary.pop("_per_image")
     if args.json_out:
         Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)

@@ -81,6 +81,10 @@ def configure(parser) -> None:
     add_common_arguments(parser)
     parser.add_argument("--init", default="mask", help="mask (the true first mask) or clicks:N (robot clicks)")
     parser.add_argument("--no-crf", action="store_true", help="no dense CRF in the click initialisation")
+    parser.add_argument("--click-input-size", type=int, default=None, metavar="PX",
+                        help="click initialisation: the interactive network's input size (default: the predictor's)")
+    parser.add_argument("--click-mirror", action="store_true",
+                        help="click initialisation: average each crop's logits with its mirror image's")
     parser.add_argument("--save-probs", default=None, metavar="DIR",
                         help="also write each sequence's probabilities at the network's size to DIR/<seq>.npz "
                              "(for studying post-processing without running the network again)")
@@ -250,7 +254,9 @@ def run(args) -> int:
     if kind == "clicks":
         from ..segment.predictor import InteractivePredictor
 
-        predictor = InteractivePredictor(net=interactive, use_crf=not args.no_crf)
+        options = {} if args.click_input_size is None else {"input_size": args.click_input_size}
+        predictor = InteractivePredictor(net=interactive, use_crf=not args.no_crf, mirror=args.click_mirror,
+                                         **options)
     per_seq, ft_times, prop_time, prop_frames, details = {}, [], 0.0, 0, {}
     for name in sequences_of(args):
         seq = open_sequence(Path(args.davis_root), name, args.resolution)
