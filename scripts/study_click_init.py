@@ -20,6 +20,7 @@ VARIANTS = {
     "crf (default)": dict(use_crf=True),
     "no crf": dict(use_crf=False),
     "crf, no zoom-in": dict(use_crf=True, zoom_in=False),
+    "crf, input 320": dict(use_crf=True, input_size=320),  # the default until session 17
     "crf, input 448": dict(use_crf=True, input_size=448),
     "crf, mirror": dict(use_crf=True, mirror=True),
     "crf, mirror, input 448": dict(use_crf=True, mirror=True, input_size=448),

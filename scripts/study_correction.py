@@ -6,7 +6,7 @@ this script corrects those frames again with robot clicks under several
 settings, without fine-tuning or propagating anything:
 
     python scripts/study_correction.py ../shared/data/davis2016 --worst docs/results/cv/s17/worst \\
-        --weights v7=weights/interactive_v7.pt --weights v6=/tmp/interactive_v6.pt
+        --weights v8=weights/interactive_v8.pt --weights v7=/tmp/interactive_v7.pt
 
 Settings: each --weights NAME=PATH, with the propagated mask as every click's
 mask channel ("propagated", eval-correction's protocol until session 17) and

@@ -162,14 +162,14 @@ class GrabCutSession:
         return mask, (time.perf_counter() - t0) * 1000
 
 
-def build_predictor(weights: str | None, use_crf: bool, size: int, crf_params=None, mirror: bool = False):
+def build_predictor(weights: str | None, use_crf: bool, size: int | None, crf_params=None, mirror: bool = False):
     from ..models.registry import build, select_device
     from ..segment.crf import CRFParams
-    from ..segment.predictor import InteractivePredictor
+    from ..segment.predictor import INPUT_SIZE, InteractivePredictor
 
     net = build("interactive", select_device(), path=Path(weights) if weights else None)
-    return InteractivePredictor(net, use_crf=use_crf, input_size=size, crf_params=crf_params or CRFParams(),
-                                mirror=mirror)
+    return InteractivePredictor(net, use_crf=use_crf, input_size=size or INPUT_SIZE,
+                                crf_params=crf_params or CRFParams(), mirror=mirror)
 
 
 # -- the robot loop ---------------------------------------------------------
@@ -250,7 +250,7 @@ def _line(i: int, total: int, method: str, r: ImageResult, max_clicks: int, refi
 
 def evaluate(dataset_dir, methods=("ours",), max_clicks: int | None = None, weights=None,
              use_crf: bool = True, limit: int | None = None, refine: bool = False, seed: int = 0,
-             size: int = 320, timing_clicks: int = 5, stop_iou: float | None = None,
+             size: int | None = None, timing_clicks: int = 5, stop_iou: float | None = None,
              predictor=None, crf_params=None, mirror: bool = False, log=print) -> dict:
     """Run the benchmark; returns the summary dict (what the last line prints)."""
     methods = list(dict.fromkeys(methods))
@@ -296,7 +296,8 @@ def evaluate(dataset_dir, methods=("ours",), max_clicks: int | None = None, weig
         "crf": bool(use_crf) if "ours" in methods else None,
         "crf_params": (asdict(predictor.crf_params) if "ours" in methods and use_crf
                        and hasattr(predictor, "crf_params") else None),
-        "input_size": size if "ours" in methods else None,
+        "input_size": (predictor.input_size if hasattr(predictor, "input_size") else size)
+        if "ours" in methods else None,
         "weights": str(weights) if weights else ("shipped" if "ours" in methods else None),
         "stop_iou": stop_iou,
         "machine": _machine(),
@@ -337,7 +338,8 @@ def configure(parser) -> None:
     parser.add_argument("--refine", action="store_true",
                         help="start from an imperfect copy of the truth and report mIoU at 0, 1, 2, 4 clicks")
     parser.add_argument("--seed", type=int, default=0, help="seed of the --refine start masks")
-    parser.add_argument("--size", type=int, default=320, help="long side of the network input (zoom-in crop)")
+    parser.add_argument("--size", type=int, default=None,
+                        help="long side of the network input (zoom-in crop; default: the predictor's, 448)")
     parser.add_argument("--mirror", action="store_true",
                         help="average each crop's logits with its mirror image's (2x the network's work)")
     parser.add_argument("--timing-clicks", type=int, default=5,

@@ -34,8 +34,8 @@ class ModelSpec:
 
 MODELS: dict[str, ModelSpec] = {
     "interactive": ModelSpec(
-        "interactive", "interactive_v7.pt",
-        "a1de94056c3255f7043fb79176bb01b229f29be170928eed5544b38ccd2ce1b4",
+        "interactive", "interactive_v8.pt",
+        "52544c4ef7e39c3c9b995482da10c4fa74b8f9b92f90868efff7b0b44b90df36",
         6, "interactive.md"),
     "parent": ModelSpec(
         "parent", "parent_v2.pt",

@@ -1,7 +1,7 @@
 """Turn a training checkpoint into a shipped weights file and print its SHA-256.
 
     python -m napari_vidseg.training.export checkpoints/interactive/last.pt \
-        --name interactive --out weights/interactive_v7.pt
+        --name interactive --out weights/interactive_v8.pt
 
 Record the printed checksum in napari_vidseg/models/registry.py (MODELS) and
 the figures in the model card; commit only a version that beats the shipped
