@@ -821,3 +821,18 @@ def test_correct_frame_starts_every_click_from_the_propagated_mask_or_chains():
         assert np.array_equal(p.prevs[0], propagated)
         assert np.array_equal(p.prevs[1], out[1] if chain else propagated)
         assert not np.array_equal(out[1], propagated)
+
+
+def test_correction_summary_is_the_same_from_rows_and_from_their_json():
+    """summarize() serves eval-correction (int click keys) and crossval.py (rows
+    read back from JSON: string keys) alike."""
+    from napari_vidseg.eval.correction import summarize
+
+    rows = {"a": {"before": 0.5, "after": {1: 0.6, 10: 0.9}, "j_before": 0.8, "j_after": 0.84,
+                  "rank_correlation": 0.2, "worst_in_top3": True},
+            "b": {"before": 0.3, "after": {1: 0.5, 10: 0.7}, "j_before": 0.6, "j_after": 0.7,
+                  "rank_correlation": None, "worst_in_top3": False}}
+    s = summarize(rows, [1, 10])
+    assert s == summarize(json.loads(json.dumps(rows)), [1, 10])
+    assert s["after"] == {"1": 0.55, "10": 0.8} and s["before"] == 0.4
+    assert s["rank_correlation"] == 0.2 and s["worst_in_top3"] == 0.5  # None left out of the mean

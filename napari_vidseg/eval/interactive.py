@@ -296,8 +296,7 @@ def evaluate(dataset_dir, methods=("ours",), max_clicks: int | None = None, weig
         "crf": bool(use_crf) if "ours" in methods else None,
         "crf_params": (asdict(predictor.crf_params) if "ours" in methods and use_crf
                        and hasattr(predictor, "crf_params") else None),
-        "input_size": (predictor.input_size if hasattr(predictor, "input_size") else size)
-        if "ours" in methods else None,
+        "input_size": getattr(predictor, "input_size", size) if "ours" in methods else None,
         "weights": str(weights) if weights else ("shipped" if "ours" in methods else None),
         "stop_iou": stop_iou,
         "machine": _machine(),
