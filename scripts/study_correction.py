@@ -58,7 +58,7 @@ def main(argv=None) -> None:
         w.split("=", 1)[0]: build("interactive", path=Path(w.split("=", 1)[1]), check=False) for w in args.weights}
     res: dict[str, dict[int, dict[str, float]]] = {}
     for wname, net in nets.items():
-        predictor = InteractivePredictor(net, **({} if args.input_size is None else {"input_size": args.input_size}))
+        predictor = InteractivePredictor(net, input_size=args.input_size)
         for chain in (False, True):
             name = f"{wname}, {'chained' if chain else 'propagated'}"
             res[name] = {k: {} for k in ks}

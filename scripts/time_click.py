@@ -41,8 +41,8 @@ if args.sequences:
 else:
     frames = [(args.frame, args.mask)]
 crf = crf_params_of(args)  # the same flags, checks and defaults as eval-interactive
-options = {k: v for k, v in (("input_size", args.input_size), ("mirror", args.mirror)) if v is not None}
-pred = InteractivePredictor(use_crf=not args.no_crf, crf_params=crf, **options)
+pred = InteractivePredictor(use_crf=not args.no_crf, crf_params=crf, input_size=args.input_size,
+                            mirror=bool(args.mirror))
 times, ious = [], []
 for frame, mask in frames:
     img = np.asarray(Image.open(frame).convert("RGB"))

@@ -165,10 +165,10 @@ class GrabCutSession:
 def build_predictor(weights: str | None, use_crf: bool, size: int | None, crf_params=None, mirror: bool = False):
     from ..models.registry import build, select_device
     from ..segment.crf import CRFParams
-    from ..segment.predictor import INPUT_SIZE, InteractivePredictor
+    from ..segment.predictor import InteractivePredictor
 
     net = build("interactive", select_device(), path=Path(weights) if weights else None)
-    return InteractivePredictor(net, use_crf=use_crf, input_size=size or INPUT_SIZE,
+    return InteractivePredictor(net, use_crf=use_crf, input_size=size,
                                 crf_params=crf_params or CRFParams(), mirror=mirror)
 
 

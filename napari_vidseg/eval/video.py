@@ -254,9 +254,8 @@ def run(args) -> int:
     if kind == "clicks":
         from ..segment.predictor import InteractivePredictor
 
-        options = {} if args.click_input_size is None else {"input_size": args.click_input_size}
         predictor = InteractivePredictor(net=interactive, use_crf=not args.no_crf, mirror=args.click_mirror,
-                                         **options)
+                                         input_size=args.click_input_size)
     per_seq, ft_times, prop_time, prop_frames, details = {}, [], 0.0, 0, {}
     for name in sequences_of(args):
         seq = open_sequence(Path(args.davis_root), name, args.resolution)

@@ -8,7 +8,8 @@ mask in; a mask out.
 
 Zoom-in: the network sees a crop around the object (the current mask, the
 positive marks and, on a first click, its own full-frame guess), resized so its
-long side is `input_size`; small objects get magnified, large frames shrunk.
+long side is `input_size` (INPUT_SIZE, 448, by default); small objects get
+magnified, large frames shrunk.
 Marked pixels are clamped to their label, then a dense CRF refines the
 boundary inside the crop.
 
@@ -114,7 +115,7 @@ def union_box(*boxes):
 
 
 class InteractivePredictor:
-    def __init__(self, net=None, device=None, use_crf: bool = True, input_size: int = INPUT_SIZE,
+    def __init__(self, net=None, device=None, use_crf: bool = True, input_size: int | None = None,
                  zoom_in: bool = True, crf_params: crf_mod.CRFParams = crf_mod.CRFParams(),
                  mirror: bool = False):
         from ..models.fuse import fuse_bn
@@ -127,7 +128,7 @@ class InteractivePredictor:
         self.net = fuse_bn(net).to(memory_format=torch.channels_last).eval()
         self.device = next(net.parameters()).device
         self.use_crf = use_crf
-        self.input_size = input_size
+        self.input_size = INPUT_SIZE if input_size is None else input_size
         self.zoom_in = zoom_in
         self.crf_params = crf_params
         # Test-time mirroring: the crop and its left-right mirror image go

@@ -322,9 +322,9 @@ class VideoSession:
                 new, order = Interactions(old.clicks + interactions.clicks, old.strokes + interactions.strokes), \
                     self._order.get(key, "")
             order += "c" * len(interactions.clicks) + "s" * len(interactions.strokes)
-            shown = self.masks.get(obj, t)
+            shown = self.masks.get(obj, t) if old and not replace else None  # for undo
             mask = self._resegment(t, obj, new, keep_current=not replace)
-            if replace or not old or shown is None:
+            if shown is None:
                 self._history.pop(key, None)
             else:
                 history = self._history.setdefault(key, [])
@@ -352,8 +352,9 @@ class VideoSession:
             # previous click's result (docs/video.md, session 17). A frame that started
             # from nothing goes on from its current mask, as the click segmenter was
             # trained and as eval-video's first-frame clicks do.
-            base = self._bases.get(obj, t)
-            prev = base if base is not None or not keep_current else self.masks.get(obj, t)
+            prev = self._bases.get(obj, t)
+            if prev is None and keep_current:
+                prev = self.masks.get(obj, t)
             result = Provenance.CORRECTED if prov is Provenance.CORRECTED else Provenance.USER
         mask = self._segment(t, inter, prev)
         self.masks.set(obj, t, mask, result)
