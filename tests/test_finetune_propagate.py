@@ -317,7 +317,7 @@ class _SquareRefiner:
     """Stands in for MaskRefiner: records what it is given and answers with
     the logits of a fixed square."""
 
-    def __init__(self, net=None, device=None, crf=False, input_size=320, weight=0.5):
+    def __init__(self, net=None, device=None, crf=False, input_size=320, weight=0.5, bf16=False):
         self.seen = []
 
     def __call__(self, image, prob, seed):
@@ -331,6 +331,19 @@ def _square():
     square = np.zeros((H, W), bool)
     square[8:24, 8:24] = True  # the network's size is the frame's here (input 64)
     return square
+
+
+def test_the_second_opinion_runs_at_propagations_precision():
+    """refiner_for gives the interactive predictor propagation's bf16 choice
+    (wants_bf16): on where asked, off where asked or with int8."""
+    net = VidSegNet(in_channels=6).eval()
+    on, off = FinetuneConfig(refine=True, bf16=True), FinetuneConfig(refine=True, bf16=False)
+    assert refine_mod.refiner_for(on, net=net).predictor.bf16
+    assert not refine_mod.refiner_for(off, net=net).predictor.bf16
+    assert not refine_mod.refiner_for(replace(on, int8=True), net=net).predictor.bf16
+    auto = refine_mod.refiner_for(FinetuneConfig(refine=True), net=net).predictor
+    assert auto.bf16 == cpu_has_native_bf16()
+    assert refine_mod.refiner_for(replace(on, refine=False), net=net) is None
 
 
 def test_refined_propagation_takes_the_refiners_logits(tuned, monkeypatch):

@@ -251,3 +251,23 @@ def test_mirror_averages_the_logits_of_the_frame_and_its_mirror_image(net):
     expected = 1 / (1 + np.exp(-(logit(a[free]) + logit(b[free])) / 2))
     np.testing.assert_allclose(both[free], expected, atol=1e-5)
     assert np.abs(a[free] - b[free]).max() > 1e-3  # the random network is not symmetric: the test can tell
+
+
+def test_bf16_prediction_is_close_to_the_float_one_and_really_bf16(net):
+    """bf16=True runs the network in bfloat16 autocast (propagation's second
+    opinion, video/refine.py): its probabilities stay close to float32's but
+    are not the same numbers, so the autocast really ran."""
+    img = frame()
+    prev = np.zeros((H, W), bool)
+    prev[12:28, 22:38] = True
+    inter = Interactions([Click(30, 20, True)])
+
+    def prob(bf16):
+        p = InteractivePredictor(net, use_crf=False, input_size=64, bf16=bf16)
+        p.set_image(img)
+        return p.predict(inter, prev_mask=prev).prob
+
+    f32, b16 = prob(False), prob(True)
+    assert f32.dtype == b16.dtype == np.float32
+    assert np.abs(f32 - b16).max() < 0.05
+    assert np.abs(f32 - b16).max() > 0

@@ -20,6 +20,7 @@ notification, plus a log line) and carries on on the CPU. The pattern:
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
 
@@ -80,3 +81,11 @@ def announce_cpu_fallback(what: str, detail: str = "", device=None) -> str:
     log.warning(msg)
     warnings.warn(msg, GPUFallbackWarning, stacklevel=3)
     return msg
+
+
+def bf16_autocast(device, enabled: bool):
+    """bfloat16 autocast on `device` where `enabled` (CPU and CUDA), else a no-op context."""
+    device = torch.device(device)
+    if not enabled or device.type not in ("cpu", "cuda"):
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)

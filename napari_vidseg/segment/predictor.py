@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from ..interactions.encoding import DEFAULT_SIGMA, encode, marked_pixels
-from ..models.device import CPU, announce_cpu_fallback, is_gpu_oom
+from ..models.device import CPU, announce_cpu_fallback, bf16_autocast, is_gpu_oom
 from ..types import Click, InputError, Interactions
 from . import crf as crf_mod
 
@@ -117,7 +117,7 @@ def union_box(*boxes):
 class InteractivePredictor:
     def __init__(self, net=None, device=None, use_crf: bool = True, input_size: int | None = None,
                  zoom_in: bool = True, crf_params: crf_mod.CRFParams = crf_mod.CRFParams(),
-                 mirror: bool = False):
+                 mirror: bool = False, bf16: bool = False):
         from ..models.fuse import fuse_bn
 
         if net is None:
@@ -135,6 +135,9 @@ class InteractivePredictor:
         # through the network as one batch of two and their logits are
         # averaged (the mirror's flipped back): twice the network's work per click.
         self.mirror = mirror
+        # The network in bfloat16 autocast (CPU and CUDA). Off for clicks, whose figures are float32's;
+        # propagation's second opinion follows propagation's own setting (video/refine.py).
+        self.bf16 = bf16
         self.image: np.ndarray | None = None
         self._box = None  # the last crop, kept while the object stays inside it
         self._early_key = None  # (box, ih, iw) of the cached early features
@@ -189,7 +192,7 @@ class InteractivePredictor:
         chans = torch.from_numpy(encode(shifted, ih, iw, DEFAULT_SIGMA))[None]
         m = torch.from_numpy(prev[y0:y1, x0:x1].astype(np.float32))[None, None]
         m = F.interpolate(m, size=(ih, iw), mode="bilinear", align_corners=False)
-        with torch.inference_mode():
+        with torch.inference_mode(), bf16_autocast(self.device, self.bf16):
             if self._early_key != (box, ih, iw):
                 rgb = torch.from_numpy(self.image[y0:y1, x0:x1]).permute(2, 0, 1)[None].float() / 255
                 rgb = F.interpolate(rgb, size=(ih, iw), mode="bilinear", align_corners=False)
@@ -206,8 +209,8 @@ class InteractivePredictor:
             logits = self.net.from_early(self._early, x)
             if self.mirror:
                 logits = (logits[:1] + logits[1:].flip(3)) / 2
-            logits = F.interpolate(logits, size=(ch, cw), mode="bilinear", align_corners=False)
-            return torch.sigmoid(logits)[0, 0].float().cpu().numpy()
+            logits = F.interpolate(logits.float(), size=(ch, cw), mode="bilinear", align_corners=False)
+            return torch.sigmoid(logits)[0, 0].cpu().numpy()
 
     def _crop_box(self, roi, height: int, width: int):
         """The expanded box around `roi`, or the previous crop while it may

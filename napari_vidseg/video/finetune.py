@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..models.device import CPU, announce_cpu_fallback, is_gpu_oom
+from ..models.registry import cpu_has_native_bf16
 from ..models.vidsegnet import VidSegNet
 from ..types import InputError, Progress
 
@@ -142,6 +143,18 @@ class FinetuneConfig:
             raise InputError(f"batch_infer must be at least 1 (or None: chosen for the device), got {self.batch_infer}")
         if self.steps < 0 or self.n_aug < 1 or self.batch < 1 or self.input_long_side < 32:
             raise InputError("steps >= 0, n_aug >= 1, batch >= 1 and input_long_side >= 32 are required")
+
+
+def wants_bf16(config: FinetuneConfig, device: torch.device) -> bool:
+    """Whether propagation on `device` runs in bf16 autocast: never with int8
+    on a CPU (int8 is its own reduced precision; its float fallback is
+    float32), else config.bf16 as asked (CPU and CUDA only), and where it is
+    None, on a CPU that computes bfloat16 natively."""
+    if device.type not in ("cpu", "cuda") or (config.int8 and device.type == "cpu"):
+        return False
+    if config.bf16 is None:
+        return device.type == "cpu" and cpu_has_native_bf16()
+    return bool(config.bf16)
 
 
 def forward_batch(device: torch.device) -> int:

@@ -31,7 +31,6 @@ frame it continues from (models/device.py).
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 import time
@@ -45,10 +44,10 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from ..models.device import CPU, announce_cpu_fallback, is_gpu_oom
-from ..models.registry import cpu_has_native_bf16
+from ..models.device import CPU, announce_cpu_fallback, bf16_autocast, is_gpu_oom
 from ..types import InputError
-from .finetune import FinetuneConfig, forward_batch, input_size, load_parent, resize_mask, resize_rgb, to_tensor
+from .finetune import (FinetuneConfig, forward_batch, input_size, load_parent, resize_mask, resize_rgb, to_tensor,
+                       wants_bf16)
 from .refine import MaskRefiner, refiner_for, upsample_logits
 
 __all__ = ["FrameResult", "propagate", "plan_order", "prepare_for_inference", "load_parent", "clean_frame"]
@@ -282,12 +281,6 @@ def clean_frame(coarse: np.ndarray, full: np.ndarray, prev: np.ndarray | None, r
     return full, coarse
 
 
-def _autocast(device: torch.device, enabled: bool):
-    if not enabled:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-
-
 def propagate(net, source, annotated: Mapping[int, np.ndarray], config: FinetuneConfig | None = None,
               frames: Sequence[int] | None = None,
               timings: dict[str, float] | None = None,
@@ -432,18 +425,6 @@ def as_float16(a: np.ndarray) -> np.ndarray:
     return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).half().numpy()
 
 
-def wants_bf16(config: FinetuneConfig, device: torch.device) -> bool:
-    """Whether propagation on `device` runs in bf16 autocast: never with int8
-    on a CPU (int8 is its own reduced precision; its float fallback is
-    float32), else config.bf16 as asked (CPU and CUDA only), and where it is
-    None, on a CPU that computes bfloat16 natively."""
-    if device.type not in ("cpu", "cuda") or (config.int8 and device.type == "cpu"):
-        return False
-    if config.bf16 is None:
-        return device.type == "cpu" and cpu_has_native_bf16()
-    return bool(config.bf16)
-
-
 def _int8_or_float(net, model, calibration: torch.Tensor):
     """An int8 copy of `net` for the CPU, or the float `model` (with a
     warning) when this torch or CPU cannot make one."""
@@ -467,7 +448,7 @@ def _block_probs(model, imgs: np.ndarray, device: torch.device, bf16: bool,
     flip: the logits averaged with those of the mirrored frames. sizes: the
     input sizes the frames are seen at, logits averaged at the frames' size
     (empty: their own size only)."""
-    with torch.inference_mode(), _autocast(device, bf16):
+    with torch.inference_mode(), bf16_autocast(device, bf16):
         x = to_tensor(imgs, device)
         logits = _multiscale_logits(model, x, flip, sizes or [tuple(x.shape[-2:])])
         small = torch.sigmoid(logits)[:, 0].cpu().numpy()
