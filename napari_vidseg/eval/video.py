@@ -59,9 +59,9 @@ def add_common_arguments(parser) -> None:
     parser.add_argument("--refine-crf", action="store_true",
                         help="the second opinion through the dense CRF, probabilities averaged (slower)")
     parser.add_argument("--refine-size", type=int, default=None, metavar="PX",
-                        help="long side of the second opinion's crop (default 320)")
+                        help="long side of the second opinion's crop (default 448)")
     parser.add_argument("--refine-weight", type=float, default=None, metavar="W",
-                        help="the second opinion's share of the averaged logits (default 0.5)")
+                        help="the second opinion's share of the averaged logits (default 0.6)")
     parser.add_argument("--scales", default=None,
                         help="propagation: comma list of multiples of the input size whose logits are averaged, "
                              "e.g. 1,1.5 (default: 1)")

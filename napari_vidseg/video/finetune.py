@@ -99,12 +99,16 @@ class FinetuneConfig:
     # The second opinion through the dense CRF, probabilities averaged: cross-validated against `refine` alone
     # +0.76 (standard error 0.73), all of it drift-turn (+20; the other 29 sequences +0.1), for a CRF per frame.
     refine_crf: bool = False
-    # Long side of the second opinion's crop (the interactive segmenter's own input size for clicks). 256
-    # cross-validated: J -0.32 (standard error 0.13), worse on 23 of 30, for little speed.
-    refine_size: int = 320
-    # The second opinion's share of the averaged logits (0.5: an even mean). 0.65 cross-validated: J +0.35
-    # (standard error 0.50), better on only 13 of 30 (session 16): 0.5 stays.
-    refine_weight: float = 0.5
+    # Long side of the second opinion's crop: the interactive segmenter's own input size for clicks
+    # (segment/predictor.INPUT_SIZE). Cross-validated (session 18), 448 against 320: J +0.47 (standard error 0.26,
+    # better on 24 of 30) from 8 clicks, +0.45 (0.26, 21 of 30) from the true mask; 512 no better than 448 (-0.02).
+    # In bf16 (wants_bf16) it costs what 320 did in float32, 27 against 26 ms a frame. 256: J -0.32 (0.13).
+    refine_size: int = 448
+    # The second opinion's share of the averaged logits (0.5: an even mean). At a 320 crop 0.65 cross-validated
+    # J +0.35 (standard error 0.50), better on only 13 of 30 (session 16). At 448 (session 18) 0.6 against 0.5:
+    # J +0.44 (0.20, better on 26 of 30) from 8 clicks, +0.30 (0.25, 21 of 30) from the true mask; 0.7 against
+    # 0.6: +0.27 (0.19, 20 of 30) and +0.08 (0.14, 17 of 30) with F 0.4 lower: not clear, so 0.6.
+    refine_weight: float = 0.6
     # Self-training (session 13): propagate a first time, then tune again with this many of the most trusted
     # propagated masks (quality.pseudo_annotations) as extra annotated frames and propagate again. 0: off.
     # Cross-validated on the 30 DAVIS-2016 training sequences (240p, every 2nd frame of the original): J +1.91

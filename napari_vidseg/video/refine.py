@@ -36,9 +36,10 @@ class MaskRefiner:
     size: `image` (h, w, 3) uint8, `prob` the tuned network's foreground
     probability, `seed` the propagated mask the click and the crop come from
     (cleaned of distant blobs). An empty seed returns the network's logits.
-    `weight` is the second opinion's share of the average."""
+    `weight` is the second opinion's share of the average; `input_size` the long side of its crop (None: the
+    predictor's INPUT_SIZE); `bf16` runs it in bfloat16 autocast."""
 
-    def __init__(self, net=None, device=None, crf: bool = False, input_size: int = 320, weight: float = 0.5,
+    def __init__(self, net=None, device=None, crf: bool = False, input_size: int | None = None, weight: float = 0.5,
                  bf16: bool = False):
         from ..segment.predictor import InteractivePredictor
 
