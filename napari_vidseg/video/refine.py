@@ -69,8 +69,12 @@ def refiner_for(config, device=None, net=None) -> MaskRefiner | None:
     from ..models.registry import select_device
     from .finetune import wants_bf16
 
-    if device is None:
-        device = next(net.parameters()).device if net is not None else select_device()
+    # The device the predictor will run on: a given network's own (InteractivePredictor keeps it there),
+    # else the one asked for, else the registry's choice.
+    if net is not None:
+        device = next(net.parameters()).device
+    elif device is None:
+        device = select_device()
     # At propagation's precision: bf16 where the CPU computes it natively. At input 448 that makes the second
     # opinion as fast as float32's at 320 (27 against 26 ms a frame; docs/video.md, session 18).
     return MaskRefiner(net, device, crf=config.refine_crf, input_size=config.refine_size, weight=config.refine_weight,
