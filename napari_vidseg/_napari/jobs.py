@@ -150,21 +150,11 @@ def remove_object(session, obj: int) -> dict[int, np.ndarray]:
         return {t: frame_labels(session, t) for t in frames}
 
 
-def all_labels(session, cancel: threading.Event | None = None):
-    """Yield (t, labels) for every frame that has any mask (restoring a session into a layer)."""
-    frames = sorted({t for obj in list(session.objects) for t in session.masks.frames(obj)})
-    for t in frames:
-        if cancel is not None and cancel.is_set():
-            return
-        yield t, frame_labels(session, t)
-
-
 def propagate(session, obj: int, config=None, cancel: threading.Event | None = None):
-    """session.propagate with the new label image of each finished frame.
+    """session.propagate, yielding its Progress (the masks layer reads finished frames itself).
 
-    Yields (Progress, labels-or-None); stops (closing the library generator, which
-    keeps the frames done) as soon as `cancel` is set.  Returns True when it ran
-    to the end.
+    Stops (closing the library generator, which keeps the frames done) as soon as
+    `cancel` is set.  Returns True when it ran to the end.
     """
     with widget_call():
         job = session.propagate(obj, config)
@@ -175,20 +165,29 @@ def propagate(session, obj: int, config=None, cancel: threading.Event | None = N
                     p = next(job)
                 except StopIteration:
                     return True
-            labels = frame_labels(session, p.frame) if p.frame is not None and p.stage == "propagate" else None
-            yield p, labels
+            yield p
             if cancel is not None and cancel.is_set():
                 return False
     finally:
         job.close()
 
 
-def worst_frames(session, obj: int, k: int = 10) -> list[tuple[int, float]]:
-    """The k worst propagated frames with their scores (worst first)."""
+@dataclass
+class FrameQuality:
+    """What the worst-frames list and the quality strip show for one object."""
+
+    worst: list[tuple[int, float]]  # (frame, quality), worst first
+    scores: dict[int, float]  # every frame with a mask
+    annotated: list[int]  # frames the user made (not propagated)
+
+
+def frame_quality(session, obj: int, k: int = 10) -> FrameQuality:
     with widget_call():
         worst = session.worst_frames(obj, k)
-        scores = session.frame_scores(obj) if worst else {}
-    return [(int(t), float(scores.get(t, float("nan")))) for t in worst]
+        scores = session.frame_scores(obj)
+        annotated = sorted(session.masks.annotated(obj))
+    return FrameQuality([(int(t), float(scores.get(t, float("nan")))) for t in worst],
+                        {int(t): float(v) for t, v in scores.items()}, [int(t) for t in annotated])
 
 
 @dataclass

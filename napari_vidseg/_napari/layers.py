@@ -295,17 +295,29 @@ def restore_interactions(points, shapes, interactions: dict[tuple[int, int], Int
 
 # -- images and labels ------------------------------------------------------------
 
+def video_layer_problem(layer) -> str | None:
+    """Why `layer` cannot be segmented as a video, in a few words; None if it can."""
+    import napari.layers
+
+    if not isinstance(layer, napari.layers.Image):
+        return f"a {type(layer).__name__} layer, not an image"
+    shape = tuple(layer.data.shape)
+    if layer.rgb and len(shape) == 4 and shape[-1] in (3, 4):
+        return None
+    if not layer.rgb and len(shape) == 3:
+        return None
+    if len(shape) - int(bool(layer.rgb)) == 2:
+        return f"a single {'RGB ' if layer.rgb else ''}image {shape}, no time axis"
+    return f"shape {shape}: not (T, H, W, 3) RGB or a (T, H, W) time series"
+
+
 def check_video_layer(layer):
     """A video Image layer: (T, H, W, 3) RGB or a (T, H, W) grey time series."""
     _require(layer, "Image", "videos")
-    shape = tuple(layer.data.shape)
-    if layer.rgb and len(shape) == 4 and shape[-1] in (3, 4):
-        return layer
-    if not layer.rgb and len(shape) == 3:
-        return layer
-    raise InputError(
-        f"layer {layer.name!r} has shape {shape}; a video layer must be (T, H, W, 3) RGB "
-        "or a (T, H, W) time series")
+    problem = video_layer_problem(layer)
+    if problem is not None:
+        raise InputError(f"layer {layer.name!r} cannot be used as a video: {problem}")
+    return layer
 
 
 def check_labels_layer(layer):

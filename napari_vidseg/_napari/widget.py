@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import deque
 from pathlib import Path
 from typing import Callable
 
@@ -29,10 +28,13 @@ from ..types import InputError, Interactions
 from . import jobs
 from . import layers as L
 from .llvm_guard import keep_triton_out
+from .runner import ActivityBar, JobQueue, guarded_gen
+from .score_strip import ScoreStrip
 
 log = logging.getLogger(__name__)
 
 DEBOUNCE_MS = 150
+PAINT_STORE_MS = 400
 N_WORST = 10
 
 SHORTCUTS = """Keyboard shortcuts (on the clicks and strokes layers):
@@ -70,6 +72,14 @@ def _library_defaults():
     return FinetuneConfig()
 
 
+#: Export choices -> which object (None: all of them).
+EXPORT_CHOICES = {"all objects": None, "selected object": "selected"}
+
+WORST_TOOLTIP = ("Propagated frames most likely wrong, worst first; click one to go there, click on the object to "
+                 "correct it, then 'Correct & re-propagate'. Quality (0-1, higher is better) averages three cues "
+                 "computed without ground truth: the network's confidence near the object, the mask's agreement "
+                 "with its neighbouring frames, and how steady its area is.")
+
 BACKGROUNDS = {
     "original (dimmed)": None,
     "black": (0, 0, 0),
@@ -104,157 +114,6 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-class JobQueue:
-    """Run short session jobs one at a time in worker threads, in submission order.
-
-    Jobs with the same `key` that are still waiting are replaced by the newer one,
-    so a burst of edits on one frame costs one run.
-    """
-
-    def __init__(self, on_error: Callable[[BaseException], None]):
-        self._waiting: deque = deque()
-        self._running = None
-        self._on_error = on_error
-        self.workers = []  # kept referenced until finished (Qt would drop them)
-
-    @property
-    def busy(self) -> bool:
-        return self._running is not None or bool(self._waiting)
-
-    def submit(self, fn, *args, on_done=None, key=None) -> None:
-        if key is not None:
-            self._waiting = deque(j for j in self._waiting if j[3] != key)
-        self._waiting.append((fn, args, on_done, key))
-        self._start_next()
-
-    def _start_next(self) -> None:
-        if self._running is not None or not self._waiting:
-            return
-        from napari.qt.threading import create_worker
-
-        fn, args, on_done, _ = self._waiting.popleft()
-        keep_triton_out()  # before any torch work in this viewer (see llvm_guard)
-        worker = create_worker(_guarded, fn, *args, _start_thread=False)
-        self._running = worker
-
-        def returned(value, on_done=on_done):
-            ok, result = value
-            if not ok:
-                self._on_error(result)
-            elif on_done is not None:
-                try:
-                    on_done(result)
-                except Exception as e:  # drawing failed: report, keep the queue alive
-                    log.exception("drawing a job result failed")
-                    self._on_error(e)
-
-        def finished(worker=worker):
-            self._running = None
-            if worker in self.workers:
-                self.workers.remove(worker)
-            self._start_next()
-
-        worker.returned.connect(returned)
-        worker.finished.connect(finished)
-        self.workers.append(worker)
-        worker.start()
-
-
-class ActivityBar:
-    """A long job's progress bar in napari's activity dock, drawn from a timer.
-
-    napari's Qt progress bar calls ``QApplication.processEvents()`` whenever its
-    value or description changes.  Updated straight from the worker's ``yielded``
-    slot, that nested event loop ran the job's remaining queued signals (later
-    frames, ``returned``, ``finished``) *inside* the slot, which then went on
-    updating a bar that ``finished`` had closed (its Qt widget already queued
-    for deletion: the crash), and overwrote the final status with a stale frame
-    count.  So the widget's slots only record the latest progress here; a
-    zero-delay timer hands it to napari from the top of the event loop, and a
-    close that arrives during such an update waits until the update is over.
-    """
-
-    def __init__(self, desc: str):
-        self.desc = desc
-        self.latest = None
-        self.bar = None
-        self.closed = False
-        self._pushing = False
-        self._closing = False
-        self._timer = QTimer()
-        self._timer.setSingleShot(True)
-        self._timer.setInterval(0)
-        self._timer.timeout.connect(self._push)
-
-    def update(self, p) -> None:
-        if self.closed or self._closing:
-            return
-        self.latest = p
-        if not self._pushing and not self._timer.isActive():
-            self._timer.start()
-
-    def _push(self) -> None:
-        if self.closed or self._closing or self._pushing:
-            return
-        from napari.utils import progress
-
-        self._pushing = True
-        p = self.latest
-        try:
-            if self.bar is None:
-                self.bar = progress(total=0, desc=self.desc)
-            if p is not None and not self._closing:
-                self.bar.total = max(p.total, 1)
-                self.bar.n = p.done
-                self.bar.set_description(p.stage)
-                self.bar.refresh()
-        except Exception:  # a progress bar must never break the job
-            log.debug("updating napari's progress bar failed", exc_info=True)
-        finally:
-            self._pushing = False
-        if self._closing:
-            self._close_now()
-        elif self.latest is not p:  # newer progress came in during the update
-            self._timer.start()
-
-    def close(self) -> None:
-        self._closing = True
-        self._timer.stop()
-        if not self._pushing:
-            self._close_now()
-
-    def _close_now(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        bar, self.bar = self.bar, None
-        if bar is not None:
-            try:
-                bar.close()
-            except Exception:
-                log.debug("closing napari's progress bar failed", exc_info=True)
-
-
-def _guarded(fn, *args):
-    """Run fn; return (True, result) or (False, exception): errors reach the GUI as values,
-    so napari's default handler does not dump a traceback into the viewer."""
-    try:
-        return True, fn(*args)
-    except Exception as e:
-        log.debug("job %s failed", getattr(fn, "__name__", fn), exc_info=True)
-        return False, e
-
-
-def _guarded_gen(gen_fn, *args):
-    """Like _guarded for a generator job: yields its items; returns (ok, result)."""
-    try:
-        result = yield from gen_fn(*args)
-        return True, result
-    except Exception as e:
-        log.debug("job %s failed", getattr(gen_fn, "__name__", gen_fn), exc_info=True)
-        return False, e
-
-
 class VidSegWidget(Container):
     """Interactive video object segmentation, bound to one video layer at a time."""
 
@@ -276,27 +135,31 @@ class VidSegWidget(Container):
         self._after_propagate: list[Callable[[], None]] = []
         self._activity: ActivityBar | None = None  # napari's progress bar of the long job
         self._long_id = 0  # which long job is the current one
-        self._labels_replaying = False  # napari's own Labels undo/redo is running
-        self._paint_pending: dict[int, int] = {}  # frame -> painted edits not stored yet
+        self.volume = None  # the masks layer's data (video/label_volume.LabelVolume)
         self.jobs = JobQueue(self._report)
         self._debounce = QTimer()
         self._debounce.setSingleShot(True)
         self._debounce.setInterval(DEBOUNCE_MS)
         self._debounce.timeout.connect(self.flush)
+        self._paint_timer = QTimer()  # painted frames are stored after a pause (see _on_labels_written)
+        self._paint_timer.setSingleShot(True)
+        self._paint_timer.setInterval(PAINT_STORE_MS)
+        self._paint_timer.timeout.connect(self._store_painted)
         self._build()
         self._connect_viewer()
         self.tooltip = SHORTCUTS
 
     # -- construction ------------------------------------------------------------
     def _build(self) -> None:
-        self.video_combo = ComboBox(label="Video", choices=self._video_choices, nullable=True,
-                                    tooltip="The video layer (RGB (T, H, W, 3) or a (T, H, W) time series)")
+        self.video_combo = ComboBox(label="Video", choices=self._video_choices,
+                                    tooltip="The video layer: RGB (T, H, W, 3) or a (T, H, W) time series")
         self.start_btn = PushButton(text="Start on this video",
                                     tooltip="Create the clicks, strokes and masks layers for this video")
+        self.unusable = Label(value="", visible=False)
         self.object_combo = ComboBox(label="Object", choices=self._object_choices,
                                      tooltip="Clicks and strokes go to the selected object (one label id each)")
         self.add_obj_btn = PushButton(text="Add object")
-        self.del_obj_btn = PushButton(text="Delete object")
+        self.del_obj_btn = PushButton(text="Delete")
         self.name_edit = LineEdit(label="Name", tooltip="Type a name and press Rename")
         self.rename_btn = PushButton(text="Rename")
         self.polarity = RadioButtons(label="Clicks", choices=["positive", "negative"], value="positive",
@@ -320,41 +183,51 @@ class VidSegWidget(Container):
                                            f"tune again with its {self_train} most trusted "
                                            "masks added and propagate every frame (better masks; about twice the "
                                            "tuning time)")
-        self.refine = CheckBox(text="Refine", value=defaults.refine,
+        self.refine = CheckBox(text="Second opinion", value=defaults.refine,
                                tooltip="Each propagated mask also gets the click segmenter's opinion (as if you "
                                        "clicked once in its middle); the two are averaged (better masks on most "
-                                       "videos; about 14 instead of 20 frames/s on a 2-core CPU)")
+                                       "videos, at about two thirds of the speed)")
         self.propagate_btn = PushButton(text="Propagate",
                                         tooltip="Fine-tune on the annotated frames and segment every other frame")
         self.cancel_btn = PushButton(text="Cancel", enabled=False,
                                      tooltip="Stop propagation or export; frames done are kept")
         self.progress_bar = ProgressBar(value=0, min=0, max=1, visible=False)
-        self.worst_list = Select(label="Worst frames", choices=[],
-                                 tooltip="Propagated frames most likely wrong (worst first); click to go there")
+        self.strip = ScoreStrip(on_pick=self.jump_to)
+        self._strip_box = Container(labels=False)  # a magicgui slot for the plain Qt strip
+        self._strip_box.native.layout().addWidget(self.strip)
+        self._strip_box.native.layout().setContentsMargins(0, 0, 0, 0)
+        self.worst_list = Select(label="Worst frames", choices=[], tooltip=WORST_TOOLTIP)
         self.correct_btn = PushButton(text="Correct && re-propagate",
                                       tooltip="After clicking on a worst frame: store the correction, re-tune and "
                                               "re-propagate in one go")
         self.export_dir = FileEdit(label="Export to", mode="d", tooltip="Folder for masks, stickers, composite")
+        self.export_what = ComboBox(label="Export", choices=list(EXPORT_CHOICES), value="all objects",
+                                    tooltip="all objects: label PNGs and a cut-out of every object; "
+                                            "selected object: its 0/255 masks and its own cut-out")
         self.background = ComboBox(label="Composite over", choices=list(BACKGROUNDS), value="original (dimmed)")
         self.background_file = FileEdit(label="Background image", mode="r", visible=False)
         self.export_btn = PushButton(text="Export",
                                      tooltip="Mask PNGs (DAVIS layout), labels.npy, GIF + WebP sticker, MP4 composite")
+        row = lambda *ws: Container(widgets=list(ws), layout="horizontal", labels=False)  # noqa: E731
         self.extend([
-            self.video_combo, self.start_btn,
-            Container(widgets=[self.object_combo, self.add_obj_btn], layout="horizontal", labels=False),
-            Container(widgets=[self.name_edit, self.rename_btn, self.del_obj_btn], layout="horizontal",
-                      labels=False),
+            self.video_combo, self.start_btn, self.unusable,
+            row(self.object_combo, self.add_obj_btn, self.del_obj_btn),
+            row(self.name_edit, self.rename_btn),
             self.polarity,
-            Container(widgets=[self.undo_btn, self.redo_btn], layout="horizontal", labels=False),
+            row(self.undo_btn, self.redo_btn),
             self.status,
-            Container(widgets=[self.quality, self.self_train, self.refine, self.propagate_btn, self.cancel_btn],
-                      layout="horizontal", labels=False),
+            self.quality,
+            row(self.self_train, self.refine),
+            row(self.propagate_btn, self.cancel_btn),
             self.progress_bar,
+            Label(value="Frame quality (low = look here; click to go there):"),
+            self._strip_box,
             self.worst_list, self.correct_btn,
-            self.export_dir, self.background, self.background_file, self.export_btn,
+            self.export_dir, self.export_what, self.background, self.background_file, self.export_btn,
         ])
         self.status.native.setWordWrap(True)
-        self.worst_list.native.setMaximumHeight(160)
+        self.unusable.native.setWordWrap(True)
+        self.worst_list.native.setMaximumHeight(140)
         self.start_btn.changed.connect(self._start_clicked)
         self.add_obj_btn.changed.connect(lambda: self.add_object())
         self.del_obj_btn.changed.connect(lambda: self.delete_object())
@@ -371,6 +244,7 @@ class VidSegWidget(Container):
             lambda v: setattr(self.background_file, "visible", BACKGROUNDS[v] == "file"))
         self.export_btn.changed.connect(lambda: self.export())
         self._set_enabled(False)
+        self._layers_changed()
 
     def _connect_viewer(self) -> None:
         ev = self.viewer.layers.events
@@ -381,12 +255,12 @@ class VidSegWidget(Container):
     def _set_enabled(self, on: bool) -> None:
         for w in (self.object_combo, self.add_obj_btn, self.del_obj_btn, self.name_edit, self.rename_btn,
                   self.polarity, self.undo_btn, self.redo_btn, self.quality, self.self_train, self.refine,
-                  self.propagate_btn,
-                  self.worst_list, self.correct_btn, self.export_dir, self.background, self.export_btn):
+                  self.propagate_btn, self.worst_list, self.correct_btn, self.export_dir, self.export_what,
+                  self.background, self.export_btn):
             w.enabled = on
 
     def _video_choices(self, _widget=None):
-        return [(layer.name, layer) for layer in self.viewer.layers if L.is_video_layer(layer)]
+        return [(layer.name, layer) for layer in self.viewer.layers if L.video_layer_problem(layer) is None]
 
     def _object_choices(self, _widget=None):
         if self.session is None:
@@ -394,10 +268,22 @@ class VidSegWidget(Container):
         return [(f"{o.id}: {o.name}", o.id) for o in sorted(self.session.objects.values(), key=lambda o: o.id)]
 
     def _layers_changed(self, event=None) -> None:
+        """Offer every usable image layer (the first one picked when none is), and say why
+        the other image layers are not offered rather than leave them silently missing."""
         self.video_combo.reset_choices()
+        if self.video_combo.value is None and self.video_combo.choices:
+            self.video_combo.value = self.video_combo.choices[0]
+        managed = [lay for lay in (self.points_layer, self.shapes_layer, self.labels_layer) if lay is not None]
+        skipped = [f"{lay.name!r}: {L.video_layer_problem(lay)}" for lay in self.viewer.layers
+                   if type(lay).__name__ == "Image" and L.video_layer_problem(lay) is not None]
+        self.unusable.value = ("Not usable as a video: " + "; ".join(skipped)) if skipped else ""
+        self.unusable.visible = bool(skipped)
         if self.video_layer is not None and self.video_layer not in self.viewer.layers:
             self.status.value = "The video layer was removed; pick another and press Start."
             self._set_enabled(False)
+        elif managed and any(lay not in self.viewer.layers for lay in managed) and self.session is not None:
+            self.status.value = ("A layer the widget made (clicks, strokes or masks) was removed; press Start "
+                                 "to make it again (the session keeps everything).")
 
     # -- state ----------------------------------------------------------------------
     @property
@@ -420,7 +306,8 @@ class VidSegWidget(Container):
     @property
     def busy(self) -> bool:
         """True while anything is pending: a debounce, a queued job or propagation/export."""
-        return bool(self._dirty) or self._debounce.isActive() or self.jobs.busy or self._long_worker is not None
+        return (bool(self._dirty) or self._debounce.isActive() or self._paint_timer.isActive() or self.jobs.busy
+                or self._long_worker is not None)
 
     def _report(self, exc: BaseException) -> None:
         message = describe(exc)
@@ -458,7 +345,7 @@ class VidSegWidget(Container):
         self._unbind_layers()
         self.session = session
         self.video_layer = layer
-        if self.video_combo.value is not layer:
+        if self.video_combo.value != layer:
             self.video_combo.reset_choices()
             self.video_combo.value = layer
         if not session.objects:
@@ -486,14 +373,20 @@ class VidSegWidget(Container):
         return VideoSession.create(video)
 
     def _make_layers(self, layer) -> None:
+        from ..video.label_volume import LabelVolume
+
         T, H, W = self.session.source.n_frames, self.session.source.height, self.session.source.width
         scale, translate = tuple(layer.scale)[:3], tuple(layer.translate)[:3]
         size = max(4.0, max(H, W) / 50)
         import pandas as pd
 
+        # The masks layer reads the session's mask store frame by frame (memory does not grow
+        # with the video), and every write napari makes to it (brush, fill, its own Ctrl+Z)
+        # comes back through on_write: see video/label_volume.py.
+        self.volume = LabelVolume(lambda t: self.session.masks.labels(t), (T, H, W), np.uint16,
+                                  on_write=self._on_labels_written)
         self.labels_layer = self.viewer.add_labels(
-            np.zeros((T, H, W), np.uint8), name=f"{layer.name} masks", scale=scale, translate=translate,
-            opacity=0.55)
+            self.volume, name=f"{layer.name} masks", scale=scale, translate=translate, opacity=0.55)
         self.shapes_layer = self.viewer.add_shapes(
             None, ndim=3, name=f"{layer.name} strokes", scale=scale, translate=translate,
             edge_width=max(2.0, size / 2), edge_color=L.POSITIVE_COLOR, face_color=[0, 0, 0, 0])
@@ -507,9 +400,8 @@ class VidSegWidget(Container):
             lay.bind_key("n", self._toggle_polarity_key, overwrite=True)
             lay.bind_key("Control-z", lambda _l: self.undo(), overwrite=True)
             lay.bind_key("Control-Shift-z", lambda _l: self.redo(), overwrite=True)
-            lay.help = "N: positive/negative · Shift+click: negative · Ctrl+Z / Ctrl+Shift+Z: undo/redo"
-        self.labels_layer.events.paint.connect(self._on_paint)
-        self._wrap_labels_history(self.labels_layer)
+        # A brush stroke ends with a paint event: store it now rather than after the pause.
+        self.labels_layer.events.paint.connect(self._store_painted_now)
         self._apply_defaults()
         self.points_layer.mode = "add"
         self.viewer.layers.selection.active = self.points_layer
@@ -523,14 +415,13 @@ class VidSegWidget(Container):
                     pass
         if self.labels_layer is not None:
             try:
-                self.labels_layer.events.paint.disconnect(self._on_paint)
+                self.labels_layer.events.paint.disconnect(self._store_painted_now)
             except Exception:
                 pass
-            for name in ("undo", "redo"):  # back to napari's own methods
-                self.labels_layer.__dict__.pop(name, None)
+            self.volume.on_write = None
 
     def _restore_layers(self) -> None:
-        """Show a re-opened session's clicks, strokes and masks."""
+        """Show a re-opened session's clicks and strokes (its masks the masks layer reads itself)."""
         if not self.session.interactions:
             return
         self._syncing = True
@@ -538,7 +429,6 @@ class VidSegWidget(Container):
             L.restore_interactions(self.points_layer, self.shapes_layer, self.session.interactions)
         finally:
             self._syncing = False
-        self._run_long(jobs.all_labels, self.session, self._cancel, kind="restore")
 
     # -- objects -------------------------------------------------------------------------
     def _refresh_objects(self, select: int | None = None) -> None:
@@ -553,9 +443,9 @@ class VidSegWidget(Container):
     def add_object(self, name: str | None = None) -> int:
         self._require_session()
         obj = self.session.add_object(name)
-        if obj > 255:
+        if obj > 65535:  # the masks layer holds uint16 labels, as the library's label images
             self.session.remove_object(obj)
-            raise InputError("the widget shows at most 255 objects")
+            raise InputError("the widget shows at most 65,535 objects")
         self._refresh_objects(select=obj)
         return obj
 
@@ -604,6 +494,7 @@ class VidSegWidget(Container):
             self.labels_layer.selected_label = int(obj)  # painting edits the selected object
         self._apply_defaults()
         self.worst_list.choices = []
+        self.strip.clear()
 
     # -- polarity ------------------------------------------------------------------------
     def _toggle_polarity_key(self, _layer=None) -> None:
@@ -638,8 +529,13 @@ class VidSegWidget(Container):
         if action in ("adding", "changing"):
             return
         if action == "added":
+            n = len(lay.data)
+            indices = [i + n if i < 0 else i for i in indices]
             self._style_new_entries(lay, indices)
-            keys = self._keys_of(lay, indices)
+            outside = self._outside(lay, indices)
+            keys = self._keys_of(lay, [i for i in indices if i not in outside])
+            if outside:
+                self._drop_entries(lay, outside)
         elif action == "removed":
             keys, self._removing = self._removing, set()
         else:  # "changed" (moved) or a whole-data replacement
@@ -661,6 +557,37 @@ class VidSegWidget(Container):
             keys.add((obj, t))
         return keys
 
+    def _outside(self, lay, indices) -> list[int]:
+        """New entries off the video (a click beside the frame, past its last frame): they are
+        removed at once with a one-line message, never kept to fail every later click."""
+        T, H, W = self.session.source.n_frames, self.session.source.height, self.session.source.width
+        n, bad, where = len(lay.data), [], None
+        for i in indices:
+            i = i + n if i < 0 else i
+            if not 0 <= i < n:
+                continue
+            verts = np.asarray(lay.data[i], float).reshape(-1, lay.ndim)
+            t = int(np.round(verts[:, -3].mean())) if lay.ndim >= 3 else self.current_frame
+            rows, cols = verts[:, -2], verts[:, -1]
+            inside = (rows >= 0) & (rows < H) & (cols >= 0) & (cols < W)
+            if not 0 <= t < T or not inside.any() or (_is_points(lay) and not inside.all()):
+                bad.append(i)
+                where = where or (t, cols.mean(), rows.mean())
+        if bad:
+            t, x, y = where
+            what = "a click" if _is_points(lay) else "a stroke"
+            self._report(InputError(f"{what} at (x={x:.0f}, y={y:.0f}) on frame {t} is outside the {W}x{H}, "
+                                    f"{T}-frame video: removed"))
+        return bad
+
+    def _drop_entries(self, lay, indices) -> None:
+        self._syncing = True
+        try:
+            lay.selected_data = set(indices)
+            lay.remove_selected()
+        finally:
+            self._syncing = False
+
     def _style_new_entries(self, lay, indices) -> None:
         """Give new points/shapes the selected object, the polarity (Shift = negative) and its colour."""
         n = len(lay.data)
@@ -675,7 +602,7 @@ class VidSegWidget(Container):
             feats.loc[feats.index[idx], "object"] = int(self.current_object or 1)
             lay.features = feats.astype({"positive": bool, "object": int})
             color = L.POSITIVE_COLOR if positive else L.NEGATIVE_COLOR
-            if lay is self.points_layer:
+            if _is_points(lay):  # (never `lay is self.points_layer`: napari hands plugins proxies)
                 fc = np.array(lay.face_color, float)
                 fc[idx] = color
                 lay.face_color = fc
@@ -734,110 +661,71 @@ class VidSegWidget(Container):
 
     # -- labels layer -------------------------------------------------------------------
     def write_labels(self, t: int, labels: np.ndarray, undoable: bool = True) -> None:
-        """Show frame t's label image; only changed pixels are written.
+        """Show frame t's label image as the session holds it; only changed pixels are written.
 
-        undoable: through ``data_setitem`` (napari's undo history holds the change).
-        Propagated frames are written directly instead, so that a long video does not
-        fill the undo history with thousands of frames.
+        undoable: through ``data_setitem``, so napari's own Ctrl+Z on the masks layer can
+        take a click's result back (what it restores is then stored as a painted edit).
+        Otherwise the frame is simply read again from the session.
         """
         layer = self.labels_layer
         if layer is None:
             return
-        new = np.clip(labels, 0, 255).astype(layer.data.dtype)
-        diff = layer.data[t] != new
+        if not undoable:
+            self.show_frames([t])
+            return
+        new = np.asarray(labels).astype(self.volume.dtype)
+        diff = self.volume[t] != new
         if not diff.any():
             return
-        self._syncing = True
-        try:
-            if undoable:
-                rows, cols = np.nonzero(diff)
-                layer.data_setitem((np.full(rows.shape, t), rows, cols), new[rows, cols])
-            else:
-                layer.data[t] = new
-                if t == self.current_frame:
-                    layer.refresh()
-        finally:
-            self._syncing = False
+        rows, cols = np.nonzero(diff)
+        with self.volume.quiet():  # the session already holds this: not an edit to store
+            layer.data_setitem((np.full(rows.shape, t), rows, cols), new[rows, cols])
+
+    def show_frames(self, frames=None) -> None:
+        """The session changed these frames (None: all): the masks layer reads them again."""
+        if self.labels_layer is None:
+            return
+        frames = None if frames is None else [int(t) for t in frames]
+        self.volume.invalidate(frames)
+        if frames is None or self.current_frame in frames:
+            self.labels_layer.refresh()
 
     def _draw_label_frames(self, frames: dict[int, np.ndarray]) -> None:
-        for t, lab in frames.items():
-            self.write_labels(t, lab, undoable=False)
-        self.labels_layer.refresh()
+        self.show_frames(list(frames))
 
-    def _on_paint(self, event) -> None:
-        """The user painted, filled or erased in the masks layer: store the edited frames.
-
-        napari emits ``paint`` once per history item (a whole brush stroke, a fill,
-        one ``data_setitem``).  For ``data_setitem`` and single ``paint`` calls the
-        event comes *before* the pixels are written, so the frames are rebuilt from
-        the layer plus the item's own atoms (re-applying an atom already written is
-        harmless).  The widget's own writes happen with ``_syncing`` set: no echo.
-        """
-        if self._syncing or self._labels_replaying or self.session is None:
+    def _on_labels_written(self, frames: list[int]) -> None:
+        """napari wrote to the masks layer (brush, fill, eraser, its own undo/redo): store the
+        frames after a short pause, so one brush stroke is stored once, not once per mouse move."""
+        if self.session is None:
             return
-        self._store_label_frames(list(event.value or ()), apply_atoms=True)
+        self._paint_timer.start()
 
-    def _wrap_labels_history(self, layer) -> None:
-        """Store the frames napari's own undo/redo (Ctrl+Z on the masks layer) change.
+    def _store_painted_now(self, event=None) -> None:
+        self._paint_timer.stop()
+        self._store_painted()
 
-        napari replays its Labels history without any event, so the layer's
-        ``undo``/``redo`` (what its key bindings call) are wrapped on this instance.
-        """
-        for name, history in (("undo", "_undo_history"), ("redo", "_redo_history")):
-            original = getattr(type(layer), name)
-
-            def replay(original=original, history=history, layer=layer):
-                items = getattr(layer, history, None)
-                item = list(items[-1]) if items else None
-                self._labels_replaying = True
-                try:
-                    original(layer)
-                finally:
-                    self._labels_replaying = False
-                if item is None and items is None:  # history not readable: the frame in view
-                    self._store_frames({self.current_frame})
-                elif item:
-                    self._store_label_frames(item, apply_atoms=False)
-
-            setattr(layer, name, replay)
-
-    def _store_label_frames(self, atoms: list, apply_atoms: bool) -> None:
-        frames = set()
-        for atom in atoms:
-            frames |= _atom_frames(atom)
-        self._store_frames(frames, atoms if apply_atoms else ())
-
-    def _store_frames(self, frames, atoms=()) -> None:
-        """Snapshot frames of the masks layer (GUI thread) and store them in a worker."""
+    def _store_painted(self) -> None:
+        """Hand the edited frames (copies, with their edit counts) to a worker that stores them."""
         if self.session is None or self.labels_layer is None:
             return
-        frames = {int(t) for t in frames if 0 <= t < self.session.source.n_frames}
-        if not frames:
+        pending = self.volume.pending()
+        if not pending:
             return
-        snap = {t: np.array(self.labels_layer.data[t]) for t in sorted(frames)}
-        for atom in atoms:
-            _apply_atom(snap, atom)
-        for t in snap:
-            self._paint_pending[t] = self._paint_pending.get(t, 0) + 1
+        snap = {t: labels for t, (labels, _) in pending.items()}
+        counts = {t: n for t, (_, n) in pending.items()}
         self.jobs.submit(jobs.store_painted, self.session, snap, sorted(self.session.objects),
-                         on_done=self._painted_stored)
+                         on_done=lambda stored: self._painted_stored(stored, counts))
 
-    def _painted_stored(self, stored: jobs.PaintStored) -> None:
-        for t in stored.labels:
-            left = self._paint_pending.get(t, 1) - 1
-            if left > 0:
-                self._paint_pending[t] = left
-                continue  # a newer edit of this frame is queued: it will redraw
-            self._paint_pending.pop(t, None)
-            # Show what the session now holds (differs from the layer only if a click's
-            # result overwrote the paint meanwhile, or a label that is no object was used).
-            self.write_labels(t, stored.labels[t], undoable=False)
+    def _painted_stored(self, stored: jobs.PaintStored, counts: dict[int, int]) -> None:
+        self.volume.settle(counts)  # frames edited again meanwhile stay pending
+        self.show_frames(list(stored.labels))
         if stored.unknown:
             ids = ", ".join(str(i) for i in stored.unknown)
             self._report(InputError(f"label {ids} is not an object: pick an object (or add one) and paint "
                                     "with its label; those pixels were not stored"))
         elif stored.frames:
             self.status.value = f"Stored painted edits on frame(s) {', '.join(map(str, stored.frames))}."
+        self.strip.clear()  # scores describe masks that changed
 
     # -- undo / redo ---------------------------------------------------------------------
     def undo(self) -> None:
@@ -903,12 +791,12 @@ class VidSegWidget(Container):
 
         self._cancel.clear()
         keep_triton_out()  # anything that imports torch._dynamo would import triton (see llvm_guard)
-        worker = create_worker(_guarded_gen, gen_fn, *args, _start_thread=False)
+        worker = create_worker(guarded_gen, gen_fn, *args, _start_thread=False)
         self._long_id += 1
         job = self._long_id
         self._long_worker = worker
         self._long_kind = kind
-        self.cancel_btn.enabled = kind != "restore"
+        self.cancel_btn.enabled = True
         self.propagate_btn.enabled = self.correct_btn.enabled = self.export_btn.enabled = False
         self.progress_bar.visible = True
         self.progress_bar.value = 0
@@ -923,17 +811,9 @@ class VidSegWidget(Container):
     def _is_current(self, job: int) -> bool:
         return self._long_id == job and self._long_worker is not None
 
-    def _long_yielded(self, item) -> None:
-        if self._long_kind == "restore":
-            t, labels = item
-            self.write_labels(t, labels, undoable=False)
-            return
-        if self._long_kind == "propagate":
-            p, labels = item
-            if labels is not None:
-                self.write_labels(p.frame, labels, undoable=False)
-        else:
-            p = item
+    def _long_yielded(self, p) -> None:
+        if self._long_kind == "propagate" and p.frame is not None and p.stage == "propagate":
+            self.show_frames([p.frame])
         self.progress_bar.max = max(p.total, 1)
         self.progress_bar.value = min(p.done, max(p.total, 1))
         self.progress_bar.label = p.stage
@@ -948,7 +828,7 @@ class VidSegWidget(Container):
             self._report(result)
             return
         if kind == "propagate":
-            self.labels_layer.refresh()
+            self.show_frames()
             self.status.value = "Propagation done." if result else "Propagation cancelled; frames done are kept."
             self.refresh_worst_frames()
         elif kind == "export":
@@ -956,8 +836,6 @@ class VidSegWidget(Container):
             names = ", ".join(Path(str(v)).name for k, v in (result or {}).items() if k != "frames")
             self.status.value = f"Exported: {names}"
             show_info(f"exported to {self.export_dir.value}")
-        elif kind == "restore":
-            self.labels_layer.refresh()
 
     def _long_finished(self) -> None:
         self._long_worker = None
@@ -975,12 +853,18 @@ class VidSegWidget(Container):
     def refresh_worst_frames(self) -> None:
         if self.session is None or self.current_object is None:
             return
-        self.jobs.submit(jobs.worst_frames, self.session, self.current_object, N_WORST,
+        self.jobs.submit(jobs.frame_quality, self.session, self.current_object, N_WORST,
                          on_done=self._show_worst)
 
-    def _show_worst(self, worst: list[tuple[int, float]]) -> None:
-        self.worst_frames = [t for t, _ in worst]
-        self.worst_list.choices = [f"frame {t}  (score {s:.2f})" for t, s in worst]
+    def _show_worst(self, q: jobs.FrameQuality) -> None:
+        self.worst_frames = [t for t, _ in q.worst]
+        # Scores rank frames (their rank correlation with the true IoU is 0.3-0.5 on DAVIS,
+        # docs/video.md); they are not calibrated, so the list says where a frame ranks.
+        n = len(q.scores)
+        self.worst_list.choices = [f"frame {t}: quality {s:.2f}, lowest {i + 1} of {n}"
+                                   for i, (t, s) in enumerate(q.worst)]
+        self.strip.set_scores(self.session.source.n_frames, q.scores, q.annotated, self.worst_frames)
+        self.strip.set_current(self.current_frame)
 
     def _worst_clicked(self, item) -> None:
         row = self.worst_list.native.row(item)
@@ -1007,8 +891,12 @@ class VidSegWidget(Container):
                 background = Path(self.background_file.value)
                 if not background.is_file():
                     raise InputError(f"background image {background} does not exist")
-            obj = self.current_object
-            name = self.session.objects[obj].name if obj in self.session.objects else "object"
+            obj = self.current_object if EXPORT_CHOICES[self.export_what.value] == "selected" else None
+            if obj is not None:
+                name = self.session.objects[obj].name if obj in self.session.objects else "object"
+            else:
+                name = "objects" if len(self.session.objects) > 1 else \
+                    next(iter(self.session.objects.values())).name
         except Exception as e:
             self._report(e)
             return
@@ -1020,7 +908,7 @@ class VidSegWidget(Container):
 
     # -- frame changes / refresh from outside --------------------------------------------------
     def _frame_changed(self, event=None) -> None:
-        pass  # the layers follow the slider by themselves; kept as a hook for status updates
+        self.strip.set_current(self.current_frame)  # the layers follow the slider by themselves
 
     def sync_from_session(self, t: int | None = None, obj: int | None = None) -> None:
         """Redraw what the session holds (after a script changed it).
@@ -1044,14 +932,17 @@ class VidSegWidget(Container):
                     L.set_frame_strokes(self.shapes_layer, t, o, inter.strokes)
         finally:
             self._syncing = False
-        frames = range(self.session.source.n_frames) if t is None else [t]
-        for tt in frames:
-            self.write_labels(tt, jobs.frame_labels(self.session, tt), undoable=False)
-        self.labels_layer.refresh()
+        self.show_frames(None if t is None else [t])
 
     def _require_session(self) -> None:
         if self.session is None:
             raise InputError("pick a video layer and press Start first")
+
+
+def _is_points(layer) -> bool:
+    import napari.layers
+
+    return isinstance(layer, napari.layers.Points)
 
 
 def _shift_held() -> bool:
@@ -1062,53 +953,3 @@ def _shift_held() -> bool:
         return bool(QApplication.keyboardModifiers() & Qt.ShiftModifier)
     except Exception:
         return False
-
-
-def _apply_atom(frames: dict[int, np.ndarray], atom) -> None:
-    """Apply one napari Labels history atom's new values to (H, W) frame copies."""
-    if isinstance(atom, tuple) and len(atom) == 3 and not hasattr(atom, "slice_key"):
-        idx, _old, new = atom
-        if len(idx) != 3:
-            return
-        ts, rows, cols = (np.asarray(i).ravel() for i in idx)
-        new = np.asarray(new)
-        values = np.broadcast_to(new.ravel() if new.ndim else new, ts.shape)
-        for t in np.unique(ts):
-            if int(t) in frames:
-                sel = ts == t
-                frames[int(t)][rows[sel], cols[sel]] = values[sel]
-        return
-    key = getattr(atom, "slice_key", None)
-    if key is None or len(key) != 3:
-        return
-    t_key, r_key, c_key = key
-    if isinstance(t_key, slice):
-        start = t_key.start or 0
-        ts = list(range(start, t_key.stop if t_key.stop is not None else start + 1))
-    else:
-        ts = [int(t_key)]
-    mask = atom.mask
-    if mask is not None and mask.ndim == 2:
-        mask = mask[None]
-    for i, t in enumerate(ts):
-        if int(t) not in frames:
-            continue
-        region = frames[int(t)][r_key, c_key]  # a view: basic slicing
-        if mask is None:
-            region[...] = atom.new_value
-        else:
-            region[mask[i]] = atom.new_value
-
-
-def _atom_frames(atom) -> set[int]:
-    """Frames touched by one napari Labels history atom (either storage form)."""
-    if isinstance(atom, tuple) and len(atom) == 3:
-        idx = atom[0]
-        return {int(t) for t in np.unique(np.asarray(idx[0]))} if len(idx) == 3 and len(idx[0]) else set()
-    key = getattr(atom, "slice_key", None)
-    if key is None or len(key) != 3:
-        return set()
-    s = key[0]
-    if isinstance(s, slice):
-        return set(range(s.start or 0, s.stop if s.stop is not None else (s.start or 0) + 1))
-    return {int(s)}

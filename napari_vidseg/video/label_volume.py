@@ -1,0 +1,225 @@
+"""A (T, H, W) label volume that is never held in memory: frames are built from
+a session's mask store when asked for, and edits are reported to the caller.
+
+napari's Labels layer accepts any array-like with ``shape``, ``dtype``,
+``__getitem__`` and ``__setitem__`` (zarr, tensorstore...).  Handing it this
+view instead of a dense array keeps the GUI's memory flat however long the video
+(10,000 frames of 1080p would be 20 GB as uint16), and every write napari makes
+(brush, fill, eraser, ``data_setitem``, its own undo and redo) passes through
+``__setitem__``: the owner learns which frames the user changed without
+reading napari's private history or patching its methods.
+
+Edited frames are pinned in memory until the owner has stored them
+(``pending`` / ``settle``); other frames live in a small LRU cache.
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections import OrderedDict
+from typing import Callable, Iterable
+
+import numpy as np
+
+Index = object  # an int, slice, Ellipsis, array or a tuple of them (numpy's rules)
+
+
+class LabelVolume:
+    """Lazy (T, H, W) label images.
+
+    frame_labels(t) -> (H, W) label image of frame t (what the session holds).
+    on_write(frames) is called after a write that was not made inside ``quiet()``,
+    with the sorted frames it touched.
+    """
+
+    def __init__(self, frame_labels: Callable[[int], np.ndarray], shape: tuple[int, int, int],
+                 dtype=np.uint16, on_write: Callable[[list[int]], None] | None = None, cache_frames: int = 16):
+        self._frame_labels = frame_labels
+        self.shape = tuple(int(s) for s in shape)
+        self.dtype = np.dtype(dtype)
+        self.on_write = on_write
+        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._cache_frames = max(1, int(cache_frames))
+        self._edited: dict[int, int] = {}  # frame -> edit count, pinned until settled
+        self._quiet = 0
+        self._lock = threading.RLock()  # reads may come from a worker (export of the layer)
+
+    # -- the array protocol napari needs -----------------------------------------------
+    @property
+    def ndim(self) -> int:
+        return 3
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __repr__(self) -> str:
+        return f"LabelVolume(shape={self.shape}, dtype={self.dtype}, cached={len(self._cache)}, " \
+               f"edited={sorted(self._edited)})"
+
+    def __getitem__(self, key: Index) -> np.ndarray:
+        key = _expand(key, self.ndim)
+        t_key, rest = key[0], key[1:]
+        if _is_fancy(key[:1]) and not _is_fancy(rest):  # a list of frames
+            return np.stack([self.frame(_frame_index(t, self.shape[0]))[rest] for t in np.ravel(t_key)]) \
+                if np.size(t_key) else np.zeros((0,) + np.zeros(self.shape[1:], self.dtype)[rest].shape, self.dtype)
+        if _is_fancy(key[:1]):  # points: one (t, row, col) per element
+            ts, rows, cols = np.broadcast_arrays(*(_fancy_axis(k, n) for k, n in zip(key, self.shape)))
+            out = np.zeros(ts.shape, self.dtype)
+            for t in np.unique(ts):
+                sel = ts == t
+                out[sel] = self.frame(int(t))[rows[sel], cols[sel]]
+            return out
+        if isinstance(t_key, slice):
+            frames = range(*t_key.indices(self.shape[0]))
+            rows = [self.frame(t)[rest] for t in frames]
+            if rows:
+                return np.stack(rows)
+            return np.zeros((0,) + np.zeros(self.shape[1:], self.dtype)[rest].shape, self.dtype)
+        return self.frame(_frame_index(t_key, self.shape[0]))[rest]
+
+    def __setitem__(self, key: Index, value) -> None:
+        key = _expand(key, self.ndim)
+        t_key, rest = key[0], key[1:]
+        value = np.asarray(value)
+        touched: list[int] = []
+        with self._lock:
+            if _is_fancy(key[:1]) and not _is_fancy(rest):  # a list of frames
+                for i, t in enumerate(np.ravel(t_key)):
+                    t = _frame_index(t, self.shape[0])
+                    self._writable(t)[rest] = value[i] if value.ndim == 3 else value
+                    touched.append(t)
+            elif _is_fancy(key[:1]):  # points: one (t, row, col) per element
+                ts, rows, cols = np.broadcast_arrays(*(_fancy_axis(k, n) for k, n in zip(key, self.shape)))
+                values = np.broadcast_to(value, ts.shape)
+                for t in np.unique(ts):
+                    sel = ts == t
+                    self._writable(int(t))[rows[sel], cols[sel]] = values[sel]
+                    touched.append(int(t))
+            elif isinstance(t_key, slice):
+                frames = list(range(*t_key.indices(self.shape[0])))
+                for i, t in enumerate(frames):
+                    self._writable(t)[rest] = value[i] if value.ndim == 3 else value
+                touched = frames
+            else:
+                t = _frame_index(t_key, self.shape[0])
+                self._writable(t)[rest] = value
+                touched = [t]
+            if not self._quiet:
+                for t in touched:
+                    self._edited[t] = self._edited.get(t, 0) + 1
+        if touched and not self._quiet and self.on_write is not None:
+            self.on_write(sorted(set(touched)))
+
+    def __array__(self, dtype=None, copy=None):
+        """The whole volume (exports of short videos; never called by napari's drawing)."""
+        out = np.stack([self.frame(t) for t in range(self.shape[0])])
+        return out if dtype is None else out.astype(dtype)
+
+    # -- frames ----------------------------------------------------------------------------
+    def frame(self, t: int) -> np.ndarray:
+        """Frame t's label image (the cached array: do not modify it)."""
+        with self._lock:
+            cached = self._cache.get(t)
+            if cached is not None:
+                self._cache.move_to_end(t)
+                return cached
+        labels = np.asarray(self._frame_labels(t)).astype(self.dtype, copy=False)
+        if labels.shape != self.shape[1:]:
+            raise ValueError(f"frame {t}'s labels have shape {labels.shape}, expected {self.shape[1:]}")
+        with self._lock:
+            if t in self._cache:  # written meanwhile: the newer content wins
+                return self._cache[t]
+            self._cache[t] = labels
+            self._evict()
+            return labels
+
+    def _writable(self, t: int) -> np.ndarray:
+        frame = self.frame(t)
+        if not frame.flags.writeable or frame.base is not None:
+            frame = frame.copy()
+        with self._lock:
+            self._cache[t] = frame
+            self._cache.move_to_end(t)
+        return frame
+
+    def _evict(self) -> None:
+        # Edited frames stay until stored: dropping them would lose the user's paint.
+        while len(self._cache) > self._cache_frames:
+            victim = next((t for t in self._cache if t not in self._edited), None)
+            if victim is None:
+                return
+            del self._cache[victim]
+
+    @contextlib.contextmanager
+    def quiet(self):
+        """Writes made inside are the owner's own (showing what the session holds): not reported."""
+        self._quiet += 1
+        try:
+            yield
+        finally:
+            self._quiet -= 1
+
+    def invalidate(self, frames: Iterable[int] | None = None) -> None:
+        """The session changed these frames (None: all): read them again when asked.
+        Frames with edits not yet stored are kept."""
+        with self._lock:
+            drop = list(self._cache) if frames is None else [int(t) for t in frames]
+            for t in drop:
+                if t not in self._edited:
+                    self._cache.pop(t, None)
+
+    # -- edits waiting to be stored ------------------------------------------------------
+    def pending(self, frames: Iterable[int] | None = None) -> dict[int, tuple[np.ndarray, int]]:
+        """Edited frames: t -> (a copy of its label image, its edit count) for the owner to store."""
+        with self._lock:
+            ts = list(self._edited) if frames is None else [t for t in frames if t in self._edited]
+            return {t: (self._cache[t].copy(), self._edited[t]) for t in ts}
+
+    def settle(self, stored: dict[int, int]) -> None:
+        """The owner stored frames t at edit count n: unpin those not edited since."""
+        with self._lock:
+            for t, n in stored.items():
+                if self._edited.get(t) == n:
+                    del self._edited[t]
+                    self._cache.pop(t, None)  # re-read what the session now holds
+            self._evict()
+
+    @property
+    def edited(self) -> list[int]:
+        return sorted(self._edited)
+
+
+def _expand(key, ndim: int) -> tuple:
+    key = key if isinstance(key, tuple) else (key,)
+    if any(k is Ellipsis for k in key):
+        i = next(i for i, k in enumerate(key) if k is Ellipsis)
+        key = key[:i] + (slice(None),) * (ndim - len(key) + 1) + key[i + 1:]
+    if len(key) > ndim:
+        raise IndexError(f"too many indices for a {ndim}-d label volume: {len(key)}")
+    return key + (slice(None),) * (ndim - len(key))
+
+
+def _is_fancy(key: tuple) -> bool:
+    return any(isinstance(k, (np.ndarray, list)) for k in key)
+
+
+def _fancy_axis(k, n: int) -> np.ndarray:
+    if isinstance(k, slice):
+        return np.arange(n)[k]
+    a = np.asarray(k)
+    if a.dtype == bool:
+        raise IndexError("boolean masks are not supported by LabelVolume; index with integer arrays")
+    return np.where(a < 0, a + n, a).astype(np.intp)
+
+
+def _frame_index(t, n: int) -> int:
+    t = int(t)
+    if t < 0:
+        t += n
+    if not 0 <= t < n:
+        raise IndexError(f"frame {t} is outside the video (0-{n - 1})")
+    return t
