@@ -136,5 +136,9 @@ def test_video_layer_shapes():
     assert L.is_video_layer(Image(np.zeros((3, 8, 8, 3), np.uint8), rgb=True))
     assert L.is_video_layer(Image(np.zeros((3, 8, 8), np.uint8)))
     assert not L.is_video_layer(Image(np.zeros((8, 8), np.uint8)))
-    with pytest.raises(InputError, match="video layer must be"):
+    with pytest.raises(InputError, match="'photo' cannot be used as a video: a single RGB image"):
         L.check_video_layer(Image(np.zeros((8, 8, 3), np.uint8), rgb=True, name="photo"))
+    # what the Video combo says of the layers it does not offer
+    assert "no time axis" in L.video_layer_problem(Image(np.zeros((8, 8), np.uint8)))
+    assert "(2, 3, 8, 8)" in L.video_layer_problem(Image(np.zeros((2, 3, 8, 8), np.uint8)))
+    assert L.video_layer_problem(Image(np.zeros((3, 8, 8), np.uint8))) is None
