@@ -50,7 +50,8 @@ def test_triton_is_kept_out_only_when_the_system_llvm_is_loaded():
 
 CHILD = textwrap.dedent("""
     import sys
-    from PyQt5.QtWidgets import QApplication, QOpenGLWidget
+    from qtpy.QtOpenGLWidgets import QOpenGLWidget
+    from qtpy.QtWidgets import QApplication
     app = QApplication(sys.argv)
     w = QOpenGLWidget(); w.resize(64, 64); w.show()
     for _ in range(20):
@@ -69,7 +70,7 @@ CHILD = textwrap.dedent("""
 @pytest.mark.skipif(not os.environ.get("DISPLAY") or not sys.platform.startswith("linux"),
                     reason="needs an X display (pytest-xvfb starts one) on Linux")
 def test_first_optimizer_after_opengl_does_not_crash():
-    pytest.importorskip("PyQt5")
+    pytest.importorskip("qtpy.QtOpenGLWidgets")
     r = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, timeout=900)
     if "NO-SYSTEM-LLVM" in r.stdout:
         pytest.skip("this OpenGL driver does not load the system LLVM")
