@@ -3,7 +3,12 @@
 The clicks a careful user would give on frame 0: the interior-most point of
 the object (largest distance to its boundary), then the interior-most point of
 what is left once a disk around that first click is removed (the object's
-second part, e.g. the saucer under the cup).
+second part, e.g. the saucer under the cup), then, while the mask that
+`segment` makes from all of them is below TARGET IoU, the click robot's next
+click on its largest error (a negative one where the mask takes part of the
+background).  Re-run it when the shipped interactive weights change: with
+weights v8 the two positive clicks alone took part of the rocket behind the cup
+(frame 0 IoU 0.948, the main job's mean 0.94).
 
     python scripts/make_sample_clicks.py
 """
@@ -14,15 +19,29 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import distance_transform_edt
 
-from napari_vidseg.sample import sample_truth
+from napari_vidseg.interactions.robot import iou, next_click
+from napari_vidseg.sample import sample_clip_path, sample_truth
+from napari_vidseg.types import Click, Interactions
 
 OUT = Path(__file__).resolve().parents[1] / "napari_vidseg" / "data" / "sample_clicks.csv"
+TARGET = 0.99
+MAX_CLICKS = 6
 
 
 def interior_point(mask: np.ndarray) -> tuple[int, int, float]:
     d = distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
     y, x = np.unravel_index(int(np.argmax(d)), d.shape)
     return int(x), int(y), float(d[y, x])
+
+
+def segment_frame0(rows) -> np.ndarray:
+    """Frame 0's mask from all the clicks at once, as `segment` makes it."""
+    from napari_vidseg.video.session import VideoSession
+
+    session = VideoSession.create(sample_clip_path())
+    obj = session.add_object()
+    clicks = [Click(float(x), float(y), bool(p)) for _, x, y, p in rows]
+    return np.asarray(session.add_interactions(0, obj, Interactions(clicks)), bool)
 
 
 def main() -> None:
@@ -35,6 +54,14 @@ def main() -> None:
     if rest.any():
         x2, y2, _ = interior_point(rest)
         rows.append((0, x2, y2, 1))
+    while len(rows) < MAX_CLICKS:
+        mask = segment_frame0(rows)
+        score = iou(mask, m)
+        print(f"{len(rows)} clicks: frame 0 IoU {score:.4f}")
+        if score >= TARGET:
+            break
+        c = next_click(mask, m)
+        rows.append((0, int(round(c.x)), int(round(c.y)), int(c.positive)))
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text("frame,x,y,positive\n" + "".join(f"{t},{x},{y},{p}\n" for t, x, y, p in rows))
     print(OUT.read_text(), f"object area {int(m.sum())} px, frame {m.shape[1]}x{m.shape[0]}")
