@@ -47,7 +47,7 @@ def attach(viewer, video, session_folder=None):
     keep_triton_out()  # the viewer's OpenGL is up: see llvm_guard (scripts load models next)
     layer = _video_layer(viewer, video)
     widget = VidSegWidget(viewer, session_folder=session_folder)
-    viewer.window.add_dock_widget(widget, name="Video segmentation", area="right")
+    viewer.window.add_dock_widget(widget, name="Video object segmentation", area="right")
     session = widget.bind(layer, folder=session_folder)
     _hook(session, widget)
     return session

@@ -29,7 +29,8 @@ def sample_clicks_path() -> Path:
 
 def configure(parser) -> None:
     parser.add_argument("video", nargs="?", help="video file or folder of frames (omit with --sample)")
-    parser.add_argument("--clicks", type=Path, help="CSV with columns frame,x,y,positive[,object]")
+    parser.add_argument("--clicks", type=Path,
+                        help="CSV with columns frame,x,y,positive[,object] (required unless --sample)")
     parser.add_argument("--out", type=Path, required=True, help="output folder for the mask PNGs")
     parser.add_argument("--sample", action="store_true",
                         help="use the bundled sample clip and its clicks (napari_vidseg/data/sample_clicks.csv)")
@@ -41,7 +42,8 @@ def configure(parser) -> None:
     parser.add_argument("--no-propagate", action="store_true",
                         help="only segment the clicked frames (no propagation)")
     parser.add_argument("--mode", choices=("head", "full"), default="head",
-                        help="fine-tuning: head (fast, default) or full (slower, better)")
+                        help="fine-tuning: head (the decoder on cached features; default) or full (the late "
+                             "encoder too: several times slower and, cross-validated on DAVIS, not better)")
     parser.add_argument("--steps", type=int, help="fine-tuning steps (default: the library's)")
     parser.add_argument("--input-size", type=int,
                         help="long side, in pixels, frames are resized to for fine-tuning and propagation")

@@ -30,17 +30,19 @@ def add_common_arguments(parser) -> None:
                         help="folder with JPEGImages/<res>/<seq>/, Annotations/<res>/<seq>/, ImageSets/")
     parser.add_argument("--sequences", default=None, help="comma list (default: ImageSets/val_dev.txt)")
     parser.add_argument("--split", default=DEFAULT_SPLIT, help="ImageSets file when --sequences is not given")
-    parser.add_argument("--resolution", default="480p")
+    parser.add_argument("--resolution", default="480p",
+                        help="DAVIS folder of frames and masks to score (JPEGImages/<res>, Annotations/<res>)")
     parser.add_argument("--weights-parent", default=None, help="parent weights or checkpoint (default: shipped)")
     parser.add_argument("--weights-interactive", default=None,
                         help="interactive weights or checkpoint, for the clicks and the second opinion "
                              "(default: shipped)")
     parser.add_argument("--mode", choices=("head", "full"), default=None, help="what fine-tuning tunes")
     parser.add_argument("--steps", type=int, default=None, help="fine-tuning steps")
-    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--lr", type=float, default=None, help="fine-tuning learning rate (default: the library's)")
     parser.add_argument("--n-aug", type=int, default=None, help="augmented copies of each annotated frame")
     parser.add_argument("--batch", type=int, default=None, help="fine-tuning batch (augmented copies per step)")
-    parser.add_argument("--loss", choices=("balanced", "seg"), default=None)
+    parser.add_argument("--loss", choices=("balanced", "seg"), default=None,
+                        help="fine-tuning loss: class-balanced cross-entropy, or seg (BCE + soft IoU; the default)")
     parser.add_argument("--input-long-side", type=int, default=None, help="network input size (long side)")
     parser.add_argument("--no-keep-components", action="store_true",
                         help="keep blobs away from the previous frame's object")
