@@ -4,7 +4,8 @@
                                  [--propagate] [--steps N] [--robot-clicks N] [--colors N]
 
 Opens the sample clip in a shown viewer (starting a virtual X display when
-there is no screen), docks the widget through napari_vidseg.attach, clicks on
+there is no screen) and the dock widget the way a user does (File > Open Sample,
+Plugins > napari-vidseg: napari's own plugin calls), presses Start, clicks on
 the object as a user would (points added to the widget's Points layer, so the
 widget's own debounce -> worker -> Labels path runs): first the clicks of
 napari_vidseg/data/sample_clicks.csv, then --robot-clicks corrections from the
@@ -66,25 +67,23 @@ def main() -> int:
         display.start()
     try:
         import napari
-        import napari._qt.qt_main_window as qt_main_window
-
-        # napari's start-up notice about the Qt5 binding would sit over the canvas as a toast.
-        qt_main_window.SHOW_QT_WARNING = False
         import numpy as np
         from qtpy.QtWidgets import QApplication
 
-        from napari_vidseg import attach
-        from napari_vidseg._napari.script import widget_of
         from napari_vidseg.commands.segment import read_clicks, sample_clicks_path
         from napari_vidseg.interactions.robot import iou, next_click
-        from napari_vidseg.sample import sample_clip_path, sample_truth
+        from napari_vidseg.sample import sample_truth
 
         viewer = napari.Viewer(show=True, title="napari-vidseg")
         viewer.window.resize(1500, 900)
-        session = attach(viewer, sample_clip_path())
-        session.set_predictor(interactive_predictor(args.checkpoint))
-        w = widget_of(session)
+        viewer.open_sample("napari-vidseg", "sample_clip")
+        _, w = viewer.window.add_plugin_dock_widget("napari-vidseg", "Video object segmentation")
+        w.start_btn.native.click()
         app = QApplication.instance()
+        if not wait_until(lambda: w.session is not None, app, 60):
+            raise SystemExit(f"Start did not open a session: {w.status.value}")
+        if args.checkpoint is not None:
+            w.session.set_predictor(interactive_predictor(args.checkpoint))
         def click(t, c):  # one at a time, as a user clicks (each re-segments the frame)
             if c.positive != w.positive:
                 w._toggle_polarity_key()  # what the N key does
@@ -97,12 +96,12 @@ def main() -> int:
             click(0, r.click)
         truth = sample_truth()[0]
         for _ in range(args.robot_clicks):
-            c = next_click(w.labels_layer.data[0] == 1, truth)
+            c = next_click(np.asarray(w.labels_layer.data[0]) == 1, truth)
             if c is None:
                 break
             click(0, c)
             print(f"robot click ({c.x:.0f}, {c.y:.0f}) {'+' if c.positive else '-'}: "
-                  f"IoU {iou(w.labels_layer.data[0] == 1, truth):.3f}")
+                  f"IoU {iou(np.asarray(w.labels_layer.data[0]) == 1, truth):.3f}")
         if not w.positive:
             w._toggle_polarity_key()
         if args.propagate:
@@ -118,7 +117,7 @@ def main() -> int:
         viewer.layers.selection.active = w.points_layer
         wait_until(lambda: False, app, 1.5)  # let the canvas draw
         print(w.status.value)
-        area = int((w.labels_layer.data[0] > 0).sum())
+        area = int((np.asarray(w.labels_layer.data[0]) > 0).sum())
         print(f"mask on frame 0: {area} px")
         args.out.parent.mkdir(parents=True, exist_ok=True)
         img = np.asarray(viewer.screenshot(canvas_only=False))

@@ -354,6 +354,9 @@ class VidSegWidget(Container):
         self._refresh_objects()
         self._restore_layers()
         self._set_enabled(True)
+        # The dock took part of the window after napari fitted the view: fit it again, so the
+        # whole frame is on the canvas (clicks near its edges included).
+        self.viewer.reset_view()
         self.status.value = ("Click on the object (Points layer, add mode); Shift+click or N for negative. "
                              f"{session.source.n_frames} frames, {session.source.width}x{session.source.height}.")
         return session
