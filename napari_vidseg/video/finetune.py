@@ -33,7 +33,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, fields
-from typing import Any, Generator, Sequence
+from typing import Any, Generator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -204,11 +204,12 @@ PARTS: dict[str, type] = {"tune": TuneConfig, "inference": InferenceConfig, "sec
 
 
 def _check_pair(frame: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A uint8 (H, W, 3) frame and its bool mask: (H, W), or (H, W, K) for K objects."""
     frame = np.asarray(frame)
     mask = np.asarray(mask).astype(bool)
     if frame.ndim != 3 or frame.shape[2] < 3:
         raise InputError(f"expected an (H, W, 3) frame, got shape {frame.shape}")
-    if mask.shape != frame.shape[:2]:
+    if mask.shape[:2] != frame.shape[:2] or mask.ndim not in (2, 3):
         raise InputError(f"mask shape {mask.shape} does not match the frame {frame.shape[:2]}")
     if frame.dtype != np.uint8:
         frame = np.clip(frame, 0, 255).astype(np.uint8)
@@ -220,15 +221,18 @@ def augment(frame: np.ndarray, mask: np.ndarray, size: tuple[int, int], n: int,
             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """`n` copies at the network input size: the frame, its mirror, then random
     zoom (0.8-1.25, about the object), shift (up to 10 %), mirror and
-    brightness/contrast. Returns uint8 (n, h, w, 3) and float32 (n, h, w)."""
+    brightness/contrast. Returns uint8 (n, h, w, 3) and float32 (n, h, w);
+    a (H, W, K) mask (K objects, one warp for all) gives (n, K, h, w)."""
     h, w = size
     img = resize_rgb(frame, size)
-    m = resize_mask(mask, size)
+    several = np.ndim(mask) == 3
+    m = np.stack([resize_mask(mask[..., k], size) for k in range(mask.shape[2])], 2) if several \
+        else resize_mask(mask, size)[..., None]
     n_rand = max(n - 2, 0)
-    base = torch.from_numpy(np.concatenate([img.astype(np.float32), m[..., None]], 2)).permute(2, 0, 1)[None]
+    base = torch.from_numpy(np.concatenate([img.astype(np.float32), m], 2)).permute(2, 0, 1)[None]
     out = [base[0], base[0].flip(-1)]
     if n_rand:
-        ys, xs = np.nonzero(m > 0.5)
+        ys, xs = np.nonzero(m.max(2) > 0.5)  # all the objects' centre
         # Object centre in normalised [-1, 1] coordinates (zoom keeps it in view).
         cx = (xs.mean() + 0.5) / w * 2 - 1 if len(xs) else 0.0
         cy = (ys.mean() + 0.5) / h * 2 - 1 if len(ys) else 0.0
@@ -250,7 +254,7 @@ def augment(frame: np.ndarray, mask: np.ndarray, size: tuple[int, int], n: int,
             out.append(x)
     out = torch.stack(out[:max(n, 1)])
     imgs = out[:, :3].round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
-    return imgs, out[:, 3].contiguous().numpy()
+    return imgs, (out[:, 3:] if several else out[:, 3]).contiguous().numpy()
 
 
 # -- optimizer ---------------------------------------------------------------------
@@ -295,19 +299,46 @@ def _logits_from_features(net: VidSegNet, early, late, size) -> torch.Tensor:
 
 
 def finetune(parent: VidSegNet, frames: list[np.ndarray], masks: list[np.ndarray],
-             config: FinetuneConfig | None = None) -> Generator[Progress, None, VidSegNet]:
-    """Tune a copy of `parent` on the annotated (frame, mask) pairs; yields
-    Progress ("features", then "finetune"); returns the tuned net in eval mode."""
-    config = config or FinetuneConfig()
-    config.check()
+             config: TuneConfig | None = None) -> Generator[Progress, None, VidSegNet]:
+    """Tune a copy of `parent` on the annotated (frame, mask) pairs of one object;
+    yields Progress ("features", then "finetune"); returns the tuned net in eval mode."""
     if len(frames) != len(masks) or not frames:
         raise InputError("fine-tuning needs at least one annotated frame and one mask per frame")
+    return (yield from finetune_objects(parent, frames, [{0: m} for m in masks], [0], config))
+
+
+def finetune_objects(parent: VidSegNet, frames: list[np.ndarray], targets: Sequence[Mapping[Any, np.ndarray]],
+                     objects: Sequence, config: TuneConfig | None = None) -> Generator[Progress, None, VidSegNet]:
+    """Tune one copy of `parent` for several objects at once: its output has one
+    channel per object of `objects` (in that order; each starts as the parent's
+    single output), and targets[i] maps the objects annotated on frames[i] to
+    their masks. A channel is trained only on the frames its object is
+    annotated on (elsewhere the object is unknown, not absent). With one object
+    this is the single-object tuning exactly (the same copies, batches and steps).
+    Why one shared tuned decoder rather than one per object: docs/video.md (session 19)."""
+    config = config or FinetuneConfig()
+    config.check()
+    objects = list(objects)
+    if len(frames) != len(targets) or not frames or not objects:
+        raise InputError("fine-tuning needs at least one annotated frame, one object and its masks per frame")
     if getattr(parent, "in_channels", 3) != 3:
         raise InputError("fine-tuning needs the 3-channel video parent network")
-    pairs = [_check_pair(f, m) for f, m in zip(frames, masks)]
+    pairs, valid = [], []
+    for f, target in zip(frames, targets):
+        unknown = [o for o in target if o not in objects]
+        if unknown or not target:
+            raise InputError(f"annotated masks of objects {unknown} that are not being tuned" if unknown
+                             else "a tuning frame without any annotated object")
+        frame, first = _check_pair(f, next(iter(target.values())))
+        stack = np.zeros((*frame.shape[:2], len(objects)), bool)
+        for k, o in enumerate(objects):
+            if o in target:
+                stack[..., k] = _check_pair(frame, target[o])[1]
+        pairs.append((frame, stack))
+        valid.append([o in target for o in objects])
     device = torch.device(config.device) if config.device else next(parent.parameters()).device
     try:
-        return (yield from _finetune_on(parent, pairs, config, device))
+        return (yield from _finetune_on(parent, pairs, valid, config, device))
     except Exception as e:
         if not is_gpu_oom(e, device):
             raise
@@ -315,21 +346,49 @@ def finetune(parent: VidSegNet, frames: list[np.ndarray], masks: list[np.ndarray
     # Same seed: the same augmented copies and batches as the failed attempt.
     msg = announce_cpu_fallback("fine-tuning", "starting again", device)
     yield Progress("features", 0, len(pairs) * config.n_aug, message=msg)
-    return (yield from _finetune_on(parent, pairs, config, CPU))
+    return (yield from _finetune_on(parent, pairs, valid, config, CPU))
 
 
-def _finetune_on(parent: VidSegNet, pairs, config: FinetuneConfig,
+def widen_output(net: VidSegNet, n_objects: int) -> VidSegNet:
+    """`net` (modified) with n_objects output channels, each a copy of its one."""
+    out = net.decoder.out
+    if n_objects != out.out_channels:
+        wide = torch.nn.Conv2d(out.in_channels, n_objects, 1).to(out.weight.device)
+        with torch.no_grad():
+            wide.weight.copy_(out.weight[:1].expand_as(wide.weight))
+            wide.bias.copy_(out.bias[:1].expand_as(wide.bias))
+        net.decoder.out = wide
+    return net
+
+
+def objects_loss(criterion, logits: torch.Tensor, y: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """The mean over objects of each one's loss on the copies it is annotated on
+    (logits, y: (N, K, h, w); valid: (N, K) bool); one object: criterion itself."""
+    if logits.shape[1] == 1 and bool(valid.all()):
+        return criterion(logits, y)
+    losses = []
+    for k in range(logits.shape[1]):
+        rows = valid[:, k]
+        if bool(rows.all()):
+            losses.append(criterion(logits[:, k:k + 1], y[:, k:k + 1]))
+        elif bool(rows.any()):
+            losses.append(criterion(logits[rows, k:k + 1], y[rows, k:k + 1]))
+    return torch.stack(losses).mean()
+
+
+def _finetune_on(parent: VidSegNet, pairs, valid: list[list[bool]], config: TuneConfig,
                  device: torch.device) -> Generator[Progress, None, VidSegNet]:
     rng = np.random.default_rng(config.seed)
     torch.manual_seed(config.seed)
     net = copy.deepcopy(parent).to(device).eval()  # eval: BatchNorm statistics stay frozen
+    widen_output(net, len(valid[0]))
 
     # 1-2. Augmented copies and their cached features.
     n_total = len(pairs) * config.n_aug
-    cache: dict[str, list] = {"early": [], "late": [], "y": []}
+    cache: dict[str, list] = {"early": [], "late": [], "y": [], "valid": []}
     done = 0
     step = forward_batch(device)  # copies per encoder pass
-    for frame, mask in pairs:
+    for (frame, mask), known in zip(pairs, valid):
         size = input_size(*frame.shape[:2], config.input_long_side)
         imgs, ms = augment(frame, mask, size, config.n_aug, rng)
         for i in range(0, len(imgs), step):
@@ -339,7 +398,8 @@ def _finetune_on(parent: VidSegNet, pairs, config: FinetuneConfig,
                 cache["early"].append(early[1:])  # f2 is not used by the decoder
                 if config.mode == "head":
                     cache["late"].append(net.encoder.late(early[-1]))
-            cache["y"].append(torch.from_numpy(ms[i:i + step, None]).to(device))
+            cache["y"].append(torch.from_numpy(ms[i:i + step]).to(device))
+            cache["valid"].append(torch.tensor([known] * len(x), dtype=torch.bool, device=device))
             done += len(x)
             yield Progress("features", done, n_total, message=f"{size[1]}x{size[0]}")
     # Frames of different sizes cannot share a batch; group copies by size.
@@ -373,11 +433,12 @@ def _finetune_on(parent: VidSegNet, pairs, config: FinetuneConfig,
         if config.crop < 1.0:  # the window first (views), so only it is gathered
             early, late_f, y = _random_crop(early, late_f, y, config.crop, rng)
         early, y = [t.index_select(0, idx) for t in early], y.index_select(0, idx)
+        known = grp["valid"].index_select(0, idx)
         late_f = [t.index_select(0, idx) for t in late_f] if late_f is not None else None
         if late_f is None:
             late_f = net.encoder.late(early[-1])
         logits = _logits_from_features(net, early, late_f, y.shape[-2:])
-        loss = criterion(logits, y)
+        loss = objects_loss(criterion, logits, y, known)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -411,14 +472,16 @@ def _group_by_size(cache, mode) -> dict:
     groups: dict[tuple, dict] = {}
     for i, y in enumerate(cache["y"]):
         key = tuple(y.shape[-2:])
-        g = groups.setdefault(key, {"early": [], "late": [], "y": []})
+        g = groups.setdefault(key, {"early": [], "late": [], "y": [], "valid": []})
         g["early"].append(cache["early"][i])
         g["y"].append(y)
+        g["valid"].append(cache["valid"][i])
         if mode == "head":
             g["late"].append(cache["late"][i])
     out = {}
     for key, g in groups.items():
         out[key] = {"early": [torch.cat(ts) for ts in zip(*g["early"])], "y": torch.cat(g["y"]),
+                    "valid": torch.cat(g["valid"]),
                     "late": [torch.cat(ts) for ts in zip(*g["late"])] if g["late"] else []}
     return out
 
