@@ -95,3 +95,179 @@ def test_one_object_matches_the_path_before_several_objects(parent, refine):
     for r, q in zip(new, ref):
         assert np.array_equal(r.mask, q.mask) and np.array_equal(r.prob, q.prob)
         assert r.confidence == q.confidence and r.annotated == q.annotated
+
+
+# -- the registry: a stand-in method -------------------------------------------
+from dataclasses import dataclass as _dataclass  # noqa: E402
+
+
+@_dataclass
+class NearestConfig:
+    shift: int = 0  # columns the copied mask moves per frame away from its annotated frame
+
+
+class NearestMask:
+    """A stand-in propagator: each object's mask on a frame is its nearest annotated mask, shifted."""
+
+    from napari_vidseg.video.propagators.base import Propagator as _Base
+
+    def __init__(self, config, parent=None, refiner=None):
+        self.config = config
+        self.calls = []
+
+    def run(self, source, annotated, frames, sink=None, checkpoint=None, skip=()):
+        from napari_vidseg.types import Progress
+        from napari_vidseg.video.propagators.base import ObjectsFrame
+
+        todo = [t for t in frames if t not in set(skip)]
+        NearestMask.last_run = todo
+        for i, t in enumerate(todo):
+            masks = {}
+            for o, ann in annotated.items():
+                if t in ann:
+                    continue
+                a = min(ann, key=lambda s: abs(s - t))
+                masks[o] = np.roll(ann[a], self.config.shift * (t - a), axis=1)
+            yield ObjectsFrame(t, masks, confidence={o: 0.5 for o in masks})
+            yield Progress("propagate", i + 1, len(todo), frame=t)
+
+
+@pytest.fixture
+def nearest_method():
+    from napari_vidseg.video import propagators
+
+    propagators.register("nearest", NearestMask, NearestConfig, {"moving": {"shift": 1}}, "test stand-in")
+    yield "nearest"
+    propagators.unregister("nearest")
+
+
+def write_frames(folder: Path, video: np.ndarray) -> Path:
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for t, f in enumerate(video):
+        Image.fromarray(f).save(folder / f"{t:05d}.png")
+    return folder
+
+
+def test_a_registered_method_runs_from_the_session(nearest_method):
+    from napari_vidseg.types import InputError, Provenance
+    from napari_vidseg.video.session import VideoSession
+
+    video, a, b = moving_clip(T=6)
+    s = VideoSession.create(_ArrayVideo(video))
+    oa, ob = s.add_object("a"), s.add_object("b")
+    s.set_mask(0, oa, a[0])
+    s.set_mask(3, ob, b[3])
+    summary = drain(s.propagate(method="nearest", options={"shift": 3}), quiet=True)
+    assert summary == {"computed": 6, "skipped": 0}  # frames 0 and 3 are each needed by the other object
+    assert s.masks.frames(oa, Provenance.PROPAGATED) == [1, 2, 3, 4, 5]
+    assert s.masks.frames(ob, Provenance.PROPAGATED) == [0, 1, 2, 4, 5]
+    assert np.array_equal(s.masks.get(oa, 2), np.roll(a[0], 6, axis=1))
+    assert np.array_equal(s.masks.get(ob, 1), np.roll(b[3], -6, axis=1))
+    # the same run again: nothing to compute
+    assert drain(s.propagate(method="nearest", options={"shift": 3}), quiet=True) == {"computed": 0, "skipped": 6}
+    with pytest.raises(InputError, match="no option"):
+        drain(s.propagate(method="nearest", options={"steps": 3}), quiet=True)
+    with pytest.raises(InputError, match="unknown propagation method"):
+        drain(s.propagate(method="no-such-method"), quiet=True)
+
+
+def test_a_registered_method_runs_from_the_cli(nearest_method, tmp_path):
+    from napari_vidseg import cli
+    from napari_vidseg.io.masks import read_mask_png
+
+    video, a, _ = moving_clip(T=5)
+    frames = write_frames(tmp_path / "clip", video)
+    clicks = tmp_path / "clicks.csv"
+    clicks.write_text("frame,x,y,positive\n0,12,16,1\n")
+    out = tmp_path / "out"
+    assert cli.main(["segment", str(frames), "--clicks", str(clicks), "--out", str(out), "--method", "nearest",
+                     "--preset", "moving", "--quiet"]) == 0
+    first = read_mask_png(out / "00000.png") > 0
+    assert first.any()
+    for t in range(1, 5):  # the clicked frame's mask, one column further each frame
+        assert np.array_equal(read_mask_png(out / f"{t:05d}.png") > 0, np.roll(first, t, axis=1))
+
+
+class _ArrayVideo:
+    """A (T, H, W, 3) array with VideoSource's reading interface."""
+
+    def __init__(self, array):
+        self.array, self.n_frames, self.height, self.width = array, len(array), array.shape[1], array.shape[2]
+        self.fps = 10.0
+
+    def frame(self, t):
+        return self.array[t]
+
+    def frames(self, start, stop):
+        return self.array[start:stop]
+
+    def __len__(self):
+        return self.n_frames
+
+
+# -- OSVOS on several objects, resume ---------------------------------------------
+def test_two_objects_annotated_on_different_frames_one_pass(parent, tmp_path):
+    from napari_vidseg.types import Provenance
+    from napari_vidseg.video.session import VideoSession
+
+    video, a, b = moving_clip(T=8)
+    s = VideoSession.create(_ArrayVideo(video), tmp_path / "s")
+    s.set_parent(parent)
+    oa, ob = s.add_object("a"), s.add_object("b")
+    s.set_mask(0, oa, a[0])
+    s.set_mask(6, ob, b[6])
+    cfg = small_config()
+    progress = list(s.propagate(None, cfg))
+    tunings = [p for p in progress if p.stage == "finetune"]
+    assert len(tunings) == cfg.steps  # one tuning for both objects
+    assert s.masks.frames(oa, Provenance.PROPAGATED) == [1, 2, 3, 4, 5, 6, 7]
+    assert s.masks.frames(ob, Provenance.PROPAGATED) == [0, 1, 2, 3, 4, 5, 7]
+    for t in range(8):  # no pixel belongs to both
+        assert not (s.masks.get_or_empty(oa, t) & s.masks.get_or_empty(ob, t)).any()
+    # Re-opened: the same inputs, nothing computed again; a new click elsewhere changes the key.
+    r = VideoSession.open(tmp_path / "s", video=_ArrayVideo(video))
+    r.set_parent(parent)
+    assert drain(r.propagate(None, cfg), quiet=True) == {"computed": 0, "skipped": 8}
+    r.set_mask(3, oa, a[3])
+    assert drain(r.propagate(None, cfg), quiet=True)["computed"] == 8  # frame 3 is still b's to compute
+
+
+def test_exclusive_gives_contested_pixels_to_the_most_probable():
+    from napari_vidseg.video.propagate import exclusive
+
+    m1, m2 = np.zeros((4, 4), bool), np.zeros((4, 4), bool)
+    m1[:, :3], m2[:, 1:] = True, True
+    p1 = np.full((2, 2), 0.9, np.float32)
+    p1[:, 1] = 0.2
+    p2 = np.full((2, 2), 0.6, np.float32)
+    masks = {5: m1, 2: m2}
+    exclusive(masks, {5: p1, 2: p2})
+    assert masks[5][:, :2].all() and not masks[5][:, 2:].any()  # column 2 sits in p's right half: object 2 wins
+    assert masks[2][:, 2:].all() and not masks[2][:, :2].any()
+
+
+def test_a_cancelled_run_continues_where_it_stopped(parent, tmp_path):
+    from napari_vidseg.types import Provenance
+    from napari_vidseg.video.session import VideoSession
+
+    video, a, _ = moving_clip(T=12)
+    s = VideoSession.create(_ArrayVideo(video), tmp_path / "s")
+    s.set_parent(parent)
+    o = s.add_object()
+    s.set_mask(0, o, a[0])
+    cfg = small_config(batch_infer=1)
+    job = s.propagate(o, cfg)
+    seen = []
+    for p in job:
+        if p.stage == "propagate" and p.frame is not None:
+            seen.append(p.frame)
+            if len(seen) == 4:
+                break
+    job.close()
+    r = VideoSession.open(tmp_path / "s", video=_ArrayVideo(video))
+    r.set_parent(parent)
+    assert drain(r.propagate(o, cfg), quiet=True) == {"computed": 7, "skipped": 4}
+    assert r.masks.frames(o, Provenance.PROPAGATED) == list(range(1, 12))
+    assert drain(r.propagate(o, cfg, resume=False), quiet=True) == {"computed": 11, "skipped": 0}

@@ -57,6 +57,9 @@ def configure(parser) -> None:
     parser.add_argument("--self-train", type=int, default=None, metavar="K",
                         help="two passes: tune again with the K most trusted masks of a quick first propagation "
                              "(0: one pass; default: the library's)")
+    parser.add_argument("--method", default=None,
+                        help="propagation method (napari_vidseg.video.propagators; default: osvos)")
+    parser.add_argument("--preset", default=None, help="the method's preset (osvos: default, fast, quality)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -157,10 +160,13 @@ def build_session(video, rows: list[ClickRow], folder: Path | None = None):
     """A session with one object per distinct `object` value and the clicks applied frame by frame."""
     from ..video.session import VideoSession
 
-    session = VideoSession.create(video, folder)
+    # An existing session folder is re-opened (its objects found by name), so a stopped run continues.
+    session = VideoSession.open_or_create(video, folder) if folder is not None else VideoSession.create(video)
     src = session.source
     check_clicks(rows, int(src.n_frames), int(src.height), int(src.width))
-    ids = {name: session.add_object(None if name == "1" else name) for name in group_clicks(rows)}
+    by_name = {o.name: o.id for o in session.objects.values()}
+    ids = {name: by_name.get(f"object {name}" if name == "1" else name) or
+           session.add_object(None if name == "1" else name) for name in group_clicks(rows)}
     return session, ids
 
 
@@ -173,9 +179,23 @@ def apply_clicks(session, rows: list[ClickRow], ids: dict[str, int]):
     done = 0
     for name, per_frame in groups.items():
         for t, inter in sorted(per_frame.items()):
-            session.add_interactions(t, ids[name], inter)
+            have = session.interactions.get((ids[name], t))
+            if have != inter:  # a re-opened session has them already
+                session.add_interactions(t, ids[name], inter, replace=bool(have))
             done += 1
             yield Progress("clicks", done, total, frame=t, message=f"object {name}")
+
+
+def propagation_config(args):
+    """The method's config from its preset and the options given on the command line."""
+    from ..video import propagators
+
+    method = propagators.get(args.method)
+    options = {}
+    if method.name == "osvos":  # the flags below are OSVOS's options
+        options = dict(mode=args.mode, int8=args.int8 or None, flip=args.flip or None, steps=args.steps,
+                       input_long_side=args.input_size, self_train=args.self_train, refine=args.refine)
+    return propagators.make_config(method.name, preset=args.preset, **options)
 
 
 def run(args) -> int:
@@ -206,21 +226,11 @@ def run(args) -> int:
         f"{len(rows)} clicks on {len(ids)} object(s)")
     drain(apply_clicks(session, rows, ids), quiet=args.quiet)
     if not args.no_propagate:
-        from ..video.finetune import FinetuneConfig
-
-        config = FinetuneConfig(mode=args.mode, int8=args.int8, flip=args.flip)
-        if args.steps is not None:
-            config.steps = args.steps
-        if args.input_size is not None:
-            config.input_long_side = args.input_size
-        if args.self_train is not None:
-            config.self_train = args.self_train
-        if args.refine is not None:
-            config.refine = args.refine
-        config.check()
-        for name, obj in ids.items():
-            say(f"propagating object {name}")
-            drain(session.propagate(obj, config), quiet=args.quiet)
+        config = propagation_config(args)
+        say(f"propagating {len(ids)} object(s)")
+        summary = drain(session.propagate(list(ids.values()), config, method=args.method), quiet=args.quiet) or {}
+        say(f"propagation: computed {summary.get('computed', 0)} frames, "
+            f"skipped {summary.get('skipped', 0)} already done")
     obj = next(iter(ids.values())) if len(ids) == 1 else None
     result = {}
     # Masks (and labels, composite) once for all objects; a sticker shows the first object.

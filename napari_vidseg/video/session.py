@@ -577,9 +577,18 @@ class VideoSession:
         return self._run
 
     def _store_propagated(self, frame) -> None:
-        """Write one propagated frame's masks, never over a USER or CORRECTED one."""
+        """Write one propagated frame's masks, never over a USER or CORRECTED one; pixels
+        another object is annotated with on this frame stay that object's."""
         with self._lock:
+            others = [o for o in self.objects if o not in frame.masks
+                      and (self.masks.provenance(o, frame.t) or Provenance.PROPAGATED).is_annotation]
+            claimed = None
+            for o in others:
+                m = self.masks.get(o, frame.t)
+                claimed = m if claimed is None else claimed | m
             for obj, mask in frame.masks.items():
+                if claimed is not None:
+                    mask = mask & ~claimed
                 prov = self.masks.provenance(obj, frame.t)
                 if prov is None or prov is Provenance.PROPAGATED:  # the user may have clicked meanwhile
                     conf = frame.confidence.get(obj)
