@@ -271,3 +271,48 @@ def test_a_cancelled_run_continues_where_it_stopped(parent, tmp_path):
     assert drain(r.propagate(o, cfg), quiet=True) == {"computed": 7, "skipped": 4}
     assert r.masks.frames(o, Provenance.PROPAGATED) == list(range(1, 12))
     assert drain(r.propagate(o, cfg, resume=False), quiet=True) == {"computed": 11, "skipped": 0}
+
+
+def test_segment_killed_mid_propagation_continues_on_the_same_command(tmp_path):
+    """SIGKILL a real `segment --session` process while it propagates, run the same
+    command again: it computes only the frames the first run did not finish."""
+    import os
+    import re
+    import signal
+    import time
+
+    T = 300
+    rng = np.random.default_rng(3)
+    video = rng.integers(0, 60, (T, 48, 64, 3), dtype=np.uint8)
+    for t in range(T):
+        video[t][disk(48, 64, 24, 10 + (t % 40), 8)] = (220, 60, 40)
+    frames = write_frames(tmp_path / "clip", video)
+    clicks = tmp_path / "clicks.csv"
+    clicks.write_text("frame,x,y,positive\n0,10,24,1\n")
+    session = tmp_path / "session"
+    cmd = [sys.executable, "-m", "napari_vidseg.cli", "segment", str(frames), "--clicks", str(clicks),
+           "--out", str(tmp_path / "out"), "--session", str(session), "--steps", "2", "--input-size", "64",
+           "--self-train", "0", "--no-refine", "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done_file = session / "propagation" / "done.txt"
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            if done_file.is_file() and done_file.read_text().count("\n") >= 20:
+                os.kill(proc.pid, signal.SIGKILL)
+                break
+            time.sleep(0.005)
+    finally:
+        proc.kill()
+        out, err = proc.communicate()
+    assert proc.returncode == -signal.SIGKILL, f"the first run was not killed mid-propagation: {out} {err}"
+    finished = done_file.read_text().count("\n")
+    assert 20 <= finished < T - 1
+    again = subprocess.run(cmd[:-1], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    m = re.search(r"computed (\d+) frames, skipped (\d+) already done", again.stdout)
+    assert m, again.stdout
+    computed, skipped = int(m.group(1)), int(m.group(2))
+    assert skipped >= finished and computed + skipped == T - 1 and computed < T - 1
+    assert len(list((tmp_path / "out").glob("*.png"))) == T
