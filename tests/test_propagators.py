@@ -316,3 +316,27 @@ def test_segment_killed_mid_propagation_continues_on_the_same_command(tmp_path):
     computed, skipped = int(m.group(1)), int(m.group(2))
     assert skipped >= finished and computed + skipped == T - 1 and computed < T - 1
     assert len(list((tmp_path / "out").glob("*.png"))) == T
+
+
+def test_the_session_emits_what_changed(nearest_method):
+    """Listeners learn of every change through the session's signals, no method patching."""
+    from napari_vidseg.video.session import VideoSession
+
+    video, a, b = moving_clip(T=4)
+    s = VideoSession.create(_ArrayVideo(video))
+    events = []
+    s.objects_changed.connect(lambda: events.append(("objects",)))
+    s.mask_changed.connect(lambda t, objs: events.append(("mask", t, objs)))
+    s.interactions_changed.connect(lambda t, o: events.append(("interactions", t, o)))
+    s.progress.connect(lambda p: events.append(("progress", p.stage, p.done)))
+    o = s.add_object("a")
+    s.rename_object(o, "b")
+    s.set_mask(1, o, a[1])
+    assert events == [("objects",), ("objects",), ("mask", 1, (o,))]
+    events.clear()
+    drain(s.propagate(method="nearest"), quiet=True)
+    assert [e for e in events if e[0] == "mask"] == [("mask", t, (o,)) for t in (0, 2, 3)]
+    assert events[-1] == ("progress", "propagate", 3)
+    events.clear()
+    s.remove_object(o)
+    assert events[0] == ("objects",) and sorted(e[1] for e in events[1:]) == [0, 1, 2, 3]

@@ -32,6 +32,8 @@ from typing import Any, Generator, Iterator
 
 import numpy as np
 
+from psygnal import Signal
+
 from ..types import InputError, Interactions, Progress, Provenance
 from .mask_store import MaskStore, atomic_write_bytes
 
@@ -103,6 +105,18 @@ def _iter_frames(source, start: int = 0, stop: int | None = None) -> Iterator[np
 
 @dataclass
 class VideoSession:
+    """Listeners connect to the signals below (psygnal; e.g. the napari layer):
+    they are emitted after the change is stored, from the thread that made it."""
+
+    #: (frame, object ids): the masks of these objects on this frame changed
+    mask_changed = Signal(int, tuple)
+    #: an object was added, removed or renamed
+    objects_changed = Signal()
+    #: (frame, object id): the clicks/strokes of this object on this frame changed
+    interactions_changed = Signal(int, int)
+    #: a long job's Progress (propagate, export), as it is yielded
+    progress = Signal(object)
+
     source: Any  # VideoSource
     folder: Path | None
     objects: dict[int, ObjectInfo]
@@ -261,11 +275,13 @@ class VideoSession:
             self._next_id += 1
             self.objects[obj] = ObjectInfo(obj, name if name else f"object {obj}")
             self.save()
-            return obj
+        self.objects_changed.emit()
+        return obj
 
     def remove_object(self, obj) -> None:
         with self._lock:
             obj = self._check_obj(obj)
+            frames = self.masks.frames(obj)
             self.masks.remove_object(obj)
             self._bases.remove_object(obj)
             for key in [k for k in self.interactions if k[0] == obj]:
@@ -275,6 +291,9 @@ class VideoSession:
                 self._history.pop(key, None)
             del self.objects[obj]
             self.save()
+        self.objects_changed.emit()
+        for t in frames:
+            self.mask_changed.emit(int(t), (obj,))
 
     def rename_object(self, obj, name: str) -> None:
         with self._lock:
@@ -283,6 +302,7 @@ class VideoSession:
                 raise InputError("an object's name cannot be empty")
             self.objects[obj].name = str(name)
             self.save()
+        self.objects_changed.emit()
 
     # -- interactive segmentation --------------------------------------------
     def predictor(self):
@@ -348,7 +368,8 @@ class VideoSession:
             self._order[key] = order
             self._redo.pop(key, None)
             self.save()
-            return mask
+        self._changed(t, obj, interactions=True)
+        return mask
 
     def _resegment(self, t: int, obj: int, inter: Interactions, keep_current: bool) -> np.ndarray:
         """Run the predictor and store the result with the right provenance."""
@@ -425,7 +446,8 @@ class VideoSession:
                 self._history.pop(key, None)
                 mask = None
             self.save()
-            return mask
+        self._changed(t, obj, interactions=True)
+        return mask
 
     def redo_interaction(self, t, obj) -> np.ndarray | None:
         """Give back the last undone click or stroke (None if there is none to redo)."""
@@ -459,6 +481,12 @@ class VideoSession:
                 # from, and what undoing every later click gives back.
                 self._bases.set(obj, t, m, provenance)
             self.masks.set(obj, t, m, provenance)
+        self._changed(t, obj)
+
+    def _changed(self, t: int, obj: int, interactions: bool = False) -> None:
+        self.mask_changed.emit(int(t), (int(obj),))
+        if interactions:
+            self.interactions_changed.emit(int(t), int(obj))
 
     def correct(self, t, obj, interactions: Interactions) -> np.ndarray:
         """Refine a propagated frame with a click or two (= add_interactions)."""
@@ -528,9 +556,11 @@ class VideoSession:
         try:
             for item in job:
                 if isinstance(item, Progress):
+                    self.progress.emit(item)
                     yield item
                     continue
                 self._store_propagated(item)
+                self.mask_changed.emit(int(item.t), tuple(item.masks))
                 if item.final:
                     state.mark_done(item.t)
                     computed += 1
@@ -540,8 +570,10 @@ class VideoSession:
             if self.masks.root is not None:
                 self.masks.compact()
         summary = {"computed": computed, "skipped": len(skipped)}
-        yield Progress("propagate", len(targets), len(targets),
-                       message=f"computed {computed} frames, skipped {len(skipped)} already done")
+        last = Progress("propagate", len(targets), len(targets),
+                        message=f"computed {computed} frames, skipped {len(skipped)} already done")
+        self.progress.emit(last)
+        yield last
         return summary
 
     def _objects_to_propagate(self, objects) -> list[int]:
