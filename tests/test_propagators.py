@@ -340,3 +340,29 @@ def test_the_session_emits_what_changed(nearest_method):
     events.clear()
     s.remove_object(o)
     assert events[0] == ("objects",) and sorted(e[1] for e in events[1:]) == [0, 1, 2, 3]
+
+
+def test_a_job_round_trips_through_json_and_runs(nearest_method, tmp_path):
+    from napari_vidseg.io.masks import read_mask_png, write_mask_png
+    from napari_vidseg.jobs import Job, run_job
+    from napari_vidseg.types import InputError
+
+    video, a, b = moving_clip(T=4)
+    frames = write_frames(tmp_path / "clip", video)
+    write_mask_png(tmp_path / "b2.png", b[2])
+    job = Job(video=str(frames), clicks=[{"frame": 0, "x": 12, "y": 16, "positive": True, "object": "a"}],
+              masks={"b": {"2": str(tmp_path / "b2.png")}}, method="nearest", options={"shift": 0},
+              outputs={"labels": str(tmp_path / "labels.npy")}, session=str(tmp_path / "s"))
+    again = Job.from_json(job.to_json())
+    assert again == job
+    result = run_job(again)
+    assert result["propagation"] == {"computed": 4, "skipped": 0}
+    labels = np.load(tmp_path / "labels.npy")
+    ob = result["objects"]["b"]
+    assert np.array_equal(labels[0] == ob, b[2])  # b's mask copied from frame 2 (a's pixels are elsewhere)
+    assert run_job(Job.from_json(job.to_json()))["propagation"] == {"computed": 0, "skipped": 4}  # resumed
+    with pytest.raises(InputError, match="unknown job field"):
+        Job.from_json('{"video": "x", "colour": 1}')
+    with pytest.raises(InputError, match="no option"):
+        run_job(Job(video=str(frames), masks=job.masks, method="nearest", options={"steps": 1},
+                    outputs={"masks": str(tmp_path / "m")}))

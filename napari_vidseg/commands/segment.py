@@ -186,20 +186,16 @@ def apply_clicks(session, rows: list[ClickRow], ids: dict[str, int]):
             yield Progress("clicks", done, total, frame=t, message=f"object {name}")
 
 
-def propagation_config(args):
-    """The method's config from its preset and the options given on the command line."""
+def osvos_options(args) -> dict:
+    """The OSVOS options given by segment's flags (None: the library's)."""
+    return dict(mode=args.mode, int8=args.int8 or None, flip=args.flip or None, steps=args.steps,
+                input_long_side=args.input_size, self_train=args.self_train, refine=args.refine)
+
+
+def job_from_args(args):
+    """segment's flags as a headless job (napari_vidseg/jobs.py)."""
+    from ..jobs import Job
     from ..video import propagators
-
-    method = propagators.get(args.method)
-    options = {}
-    if method.name == "osvos":  # the flags below are OSVOS's options
-        options = dict(mode=args.mode, int8=args.int8 or None, flip=args.flip or None, steps=args.steps,
-                       input_long_side=args.input_size, self_train=args.self_train, refine=args.refine)
-    return propagators.make_config(method.name, preset=args.preset, **options)
-
-
-def run(args) -> int:
-    from ..progress import drain
 
     if args.sample:
         from ..sample import sample_clip_path
@@ -212,37 +208,25 @@ def run(args) -> int:
         if not args.clicks:
             raise InputError("give --clicks CLICKS.csv (columns frame,x,y,positive[,object])")
         video, clicks = args.video, args.clicks
-    background = _background(args.background)
+    _background(args.background)  # checked before any work
     rows = read_clicks(clicks)
     if args.steps is not None and args.steps < 0:
         raise InputError("--steps must be >= 0")
-    for p in (args.sticker, args.composite):
-        if p is not None and not Path(p).parent.exists():
-            Path(p).parent.mkdir(parents=True, exist_ok=True)
+    method = propagators.get(args.method).name
+    options = osvos_options(args) if method == "osvos" else {}  # the flags above are OSVOS's options
+    outputs = {"masks": args.out, "sticker": args.sticker, "composite": args.composite, "labels": args.labels,
+               "background": args.background}
+    return Job(video=str(video), method=method, preset=args.preset, propagate=not args.no_propagate,
+               options={k: v for k, v in options.items() if v is not None},
+               clicks=[{"frame": r.frame, "x": r.click.x, "y": r.click.y, "positive": r.click.positive,
+                        "object": r.obj, "line": r.line} for r in rows],
+               session=None if args.session is None else str(args.session),
+               outputs={k: str(v) for k, v in outputs.items() if v is not None})
 
-    session, ids = build_session(video, rows, args.session)
+
+def run(args) -> int:
+    from ..jobs import run_job
+
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
-    say(f"video: {session.source.n_frames} frames, {session.source.width}x{session.source.height}; "
-        f"{len(rows)} clicks on {len(ids)} object(s)")
-    drain(apply_clicks(session, rows, ids), quiet=args.quiet)
-    if not args.no_propagate:
-        config = propagation_config(args)
-        say(f"propagating {len(ids)} object(s)")
-        summary = drain(session.propagate(list(ids.values()), config, method=args.method), quiet=args.quiet) or {}
-        say(f"propagation: computed {summary.get('computed', 0)} frames, "
-            f"skipped {summary.get('skipped', 0)} already done")
-    obj = next(iter(ids.values())) if len(ids) == 1 else None
-    result = {}
-    # Masks (and labels, composite) once for all objects; a sticker shows the first object.
-    result.update(drain(session.export(args.out, obj=obj, sticker=args.sticker if obj is not None else None,
-                                       composite=args.composite, background=background, labels=args.labels),
-                        quiet=args.quiet) or {})
-    if obj is None and args.sticker is not None:
-        first_obj = next(iter(ids.values()))
-        result.update(drain(session.export(None, obj=first_obj, sticker=args.sticker), quiet=args.quiet) or {})
-    for key in ("masks", "labels", "sticker", "composite"):
-        if key in result:
-            say(f"{key}: {result[key]}")
-    if args.session:
-        say(f"session: {args.session} (open it in napari with the vidseg widget)")
+    run_job(job_from_args(args), quiet=args.quiet, say=say)
     return 0
