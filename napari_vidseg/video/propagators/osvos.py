@@ -28,7 +28,7 @@ def _read_frame(source, t: int):
     """Frame t decoded alone (tuning frames far apart must not each fill the chunk cache)."""
     from ..session import _iter_frames
 
-    if hasattr(source, "n_frames"):
+    if hasattr(source, "iter_chunks") or hasattr(source, "frame"):
         return next(_iter_frames(source, t, t + 1))
     return source.frames(t, t + 1)[0]  # a (T, H, W, 3) array seen as a source
 
@@ -126,7 +126,10 @@ class OSVOS(Propagator):
         if sink is not None:
             return ({o: sink.masks(o, sorted(set(frames) | set(annotated[o]))) for o in annotated},
                     {o: sink.confidence(o) for o in annotated})
-        return ({o: {**annotated[o], **seen[o]} for o in annotated}, confidence)
+        # In memory: the pass's frames (annotated ones among them included), as the single-object path echoes them.
+        wanted = set(frames)
+        return ({o: {**{t: m for t, m in annotated[o].items() if t in wanted}, **seen[o]} for o in annotated},
+                confidence)
 
 
 def _length(source) -> int:
