@@ -366,3 +366,15 @@ def test_a_job_round_trips_through_json_and_runs(nearest_method, tmp_path):
     with pytest.raises(InputError, match="no option"):
         run_job(Job(video=str(frames), masks=job.masks, method="nearest", options={"steps": 1},
                     outputs={"masks": str(tmp_path / "m")}))
+
+
+def test_bench_objects_cuts_the_mask_into_equal_parts():
+    from napari_vidseg.commands.bench import split_mask
+
+    mask = disk(60, 80, 30, 40, 20)
+    parts = split_mask(mask, 5)
+    assert len(parts) == 5
+    assert np.array_equal(np.any(parts, 0), mask)
+    assert sum(p.sum() for p in parts) == mask.sum()  # no pixel in two parts
+    sizes = [p.sum() for p in parts]
+    assert max(sizes) - min(sizes) <= 0.1 * mask.sum() / 5 + 40  # equal area up to a column's pixels
