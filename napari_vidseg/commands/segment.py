@@ -59,6 +59,9 @@ def configure(parser) -> None:
     parser.add_argument("--self-train", type=int, default=None, metavar="K",
                         help="two passes: tune again with the K most trusted masks of a quick first propagation "
                              "(0: one pass; default: the library's)")
+    parser.add_argument("--method", default=None,
+                        help="propagation method (napari_vidseg.video.propagators; default: osvos)")
+    parser.add_argument("--preset", default=None, help="the method's preset (osvos: default, fast, quality)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -159,10 +162,13 @@ def build_session(video, rows: list[ClickRow], folder: Path | None = None):
     """A session with one object per distinct `object` value and the clicks applied frame by frame."""
     from ..video.session import VideoSession
 
-    session = VideoSession.create(video, folder)
+    # An existing session folder is re-opened (its objects found by name), so a stopped run continues.
+    session = VideoSession.open_or_create(video, folder) if folder is not None else VideoSession.create(video)
     src = session.source
     check_clicks(rows, int(src.n_frames), int(src.height), int(src.width))
-    ids = {name: session.add_object(None if name == "1" else name) for name in group_clicks(rows)}
+    by_name = {o.name: o.id for o in session.objects.values()}
+    ids = {name: by_name.get(f"object {name}" if name == "1" else name) or
+           session.add_object(None if name == "1" else name) for name in group_clicks(rows)}
     return session, ids
 
 
@@ -175,13 +181,23 @@ def apply_clicks(session, rows: list[ClickRow], ids: dict[str, int]):
     done = 0
     for name, per_frame in groups.items():
         for t, inter in sorted(per_frame.items()):
-            session.add_interactions(t, ids[name], inter)
+            have = session.interactions.get((ids[name], t))
+            if have != inter:  # a re-opened session has them already
+                session.add_interactions(t, ids[name], inter, replace=bool(have))
             done += 1
             yield Progress("clicks", done, total, frame=t, message=f"object {name}")
 
 
-def run(args) -> int:
-    from ..progress import drain
+def osvos_options(args) -> dict:
+    """The OSVOS options given by segment's flags (None: the library's)."""
+    return dict(mode=args.mode, int8=args.int8 or None, flip=args.flip or None, steps=args.steps,
+                input_long_side=args.input_size, self_train=args.self_train, refine=args.refine)
+
+
+def job_from_args(args):
+    """segment's flags as a headless job (napari_vidseg/jobs.py)."""
+    from ..jobs import Job
+    from ..video import propagators
 
     if args.sample:
         from ..sample import sample_clip_path
@@ -194,47 +210,25 @@ def run(args) -> int:
         if not args.clicks:
             raise InputError("give --clicks CLICKS.csv (columns frame,x,y,positive[,object])")
         video, clicks = args.video, args.clicks
-    background = _background(args.background)
+    _background(args.background)  # checked before any work
     rows = read_clicks(clicks)
     if args.steps is not None and args.steps < 0:
         raise InputError("--steps must be >= 0")
-    for p in (args.sticker, args.composite):
-        if p is not None and not Path(p).parent.exists():
-            Path(p).parent.mkdir(parents=True, exist_ok=True)
+    method = propagators.get(args.method).name
+    options = osvos_options(args) if method == "osvos" else {}  # the flags above are OSVOS's options
+    outputs = {"masks": args.out, "sticker": args.sticker, "composite": args.composite, "labels": args.labels,
+               "background": args.background}
+    return Job(video=str(video), method=method, preset=args.preset, propagate=not args.no_propagate,
+               options={k: v for k, v in options.items() if v is not None},
+               clicks=[{"frame": r.frame, "x": r.click.x, "y": r.click.y, "positive": r.click.positive,
+                        "object": r.obj, "line": r.line} for r in rows],
+               session=None if args.session is None else str(args.session),
+               outputs={k: str(v) for k, v in outputs.items() if v is not None})
 
-    session, ids = build_session(video, rows, args.session)
+
+def run(args) -> int:
+    from ..jobs import run_job
+
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
-    say(f"video: {session.source.n_frames} frames, {session.source.width}x{session.source.height}; "
-        f"{len(rows)} clicks on {len(ids)} object(s)")
-    drain(apply_clicks(session, rows, ids), quiet=args.quiet)
-    if not args.no_propagate:
-        from ..video.finetune import FinetuneConfig
-
-        config = FinetuneConfig(mode=args.mode, int8=args.int8, flip=args.flip)
-        if args.steps is not None:
-            config.steps = args.steps
-        if args.input_size is not None:
-            config.input_long_side = args.input_size
-        if args.self_train is not None:
-            config.self_train = args.self_train
-        if args.refine is not None:
-            config.refine = args.refine
-        config.check()
-        for name, obj in ids.items():
-            say(f"propagating object {name}")
-            drain(session.propagate(obj, config), quiet=args.quiet)
-    obj = next(iter(ids.values())) if len(ids) == 1 else None
-    result = {}
-    # Masks (and labels, composite) once for all objects; a sticker shows the first object.
-    result.update(drain(session.export(args.out, obj=obj, sticker=args.sticker if obj is not None else None,
-                                       composite=args.composite, background=background, labels=args.labels),
-                        quiet=args.quiet) or {})
-    if obj is None and args.sticker is not None:
-        first_obj = next(iter(ids.values()))
-        result.update(drain(session.export(None, obj=first_obj, sticker=args.sticker), quiet=args.quiet) or {})
-    for key in ("masks", "labels", "sticker", "composite"):
-        if key in result:
-            say(f"{key}: {result[key]}")
-    if args.session:
-        say(f"session: {args.session} (open it in napari with the vidseg widget)")
+    run_job(job_from_args(args), quiet=args.quiet, say=say)
     return 0

@@ -177,41 +177,30 @@ def run_sequence(parent, seq, cfg, init_mask: np.ndarray, annotated_extra: dict 
     (masks {t: mask}, confidence {t: c}, finetune seconds, propagate seconds, frames predicted).
     `probs`, when given, is filled with {t: probability at the network's size}.
     With cfg.self_train, the two passes VideoSession.propagate runs (the same
-    plan: video/self_train.propagate_self_trained), with masks kept in memory;
+    method: video/propagators/osvos.py), with masks kept in memory;
     the times are the sums of both passes. `refiner`: see propagate()."""
-    from ..progress import drain
-    from ..types import Progress
-    from ..video.finetune import finetune
-    from ..video.propagate import propagate
-    from ..video.self_train import propagate_self_trained
+    from ..video.propagators.osvos import OSVOS
 
     source = seq.source()
     annotated = {0: init_mask, **(annotated_extra or {})}
-    spent = {"tune": 0.0, "propagate": 0.0, "predicted": 0}
+    spent = {"tune": 0.0}
+    masks, conf = {}, {}
 
-    def tune(on):
-        t0 = time.perf_counter()
-        net = yield from finetune(parent, [source.frame(t) for t in sorted(on)], [on[t] for t in sorted(on)], cfg)
-        spent["tune"] += time.perf_counter() - t0
-        return net
+    class TimedOSVOS(OSVOS):  # the method VideoSession.propagate runs, its tunings timed
+        def tune(self, source, on):
+            t0 = time.perf_counter()
+            net = yield from super().tune(source, on)
+            spent["tune"] += time.perf_counter() - t0
+            return net
 
-    def run(net, frames, message):
-        masks, conf, n_pred = {}, {}, 0
-        t0 = time.perf_counter()
-        for r in propagate(net, source, annotated, cfg, frames=frames, refiner=refiner):  # annotated ones too
-            masks[r.t] = r.mask
-            conf[r.t] = r.confidence
-            if probs is not None:  # the last pass covers every frame and overwrites the first
-                probs[r.t] = r.prob
-            n_pred += not r.annotated
-            yield Progress("propagate", len(masks), len(frames), frame=int(r.t), message=message)
-        spent["propagate"] += time.perf_counter() - t0
-        spent["predicted"] = n_pred
-        return masks, conf
-
-    masks, conf = drain(propagate_self_trained(tune, run, annotated, list(range(len(source))), cfg, len(source)),
-                        quiet=True)
-    return masks, conf, spent["tune"], spent["propagate"], spent["predicted"]
+    t0 = time.perf_counter()
+    for item in TimedOSVOS(cfg, parent=parent, refiner=refiner).run(source, {0: annotated}, list(range(len(source)))):
+        if getattr(item, "final", False):  # the last pass covers every frame
+            masks[item.t], conf[item.t] = item.masks[0], item.confidence[0]
+            if probs is not None:
+                probs[item.t] = item.probs[0]
+    n_pred = len([t for t in masks if t not in annotated])
+    return masks, conf, spent["tune"], time.perf_counter() - t0 - spent["tune"], n_pred
 
 
 def save_probs(path: Path, probs: dict) -> None:

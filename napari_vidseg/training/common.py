@@ -10,6 +10,9 @@ import torch
 from PIL import Image
 from torch import nn
 
+# The loss lives in models/losses.py (fine-tuning in video/ uses it too); re-exported for the trainers.
+from ..models.losses import seg_loss  # noqa: F401
+
 
 def load_pairs(image_dir: Path, mask_dir: Path, max_side: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """(RGB uint8, bool mask) pairs matched by file stem, all in memory."""
@@ -52,17 +55,6 @@ def random_crop(img: np.ndarray, gt: np.ndarray, size: int, rng: np.random.Gener
     a, b = rng.uniform(0.8, 1.2), rng.uniform(-20, 20)
     im = np.clip(im.astype(np.float32) * a + b, 0, 255).astype(np.uint8)
     return np.ascontiguousarray(im), np.ascontiguousarray(m)
-
-
-def seg_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
-    """Binary cross-entropy plus soft-IoU: the first gets the pixels right, the
-    second keeps small objects from being drowned by the background."""
-    bce = nn.functional.binary_cross_entropy_with_logits(logits, target, weight=weight)
-    p = torch.sigmoid(logits)
-    inter = (p * target).sum((1, 2, 3))
-    union = (p + target - p * target).sum((1, 2, 3))
-    soft_iou = 1 - (inter + 1) / (union + 1)
-    return bce + soft_iou.mean()
 
 
 def freeze_bn_stats(module: nn.Module) -> None:

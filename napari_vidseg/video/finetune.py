@@ -32,8 +32,8 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
-from typing import Generator, Sequence
+from dataclasses import dataclass, fields
+from typing import Any, Generator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -41,16 +41,19 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..models.device import CPU, announce_cpu_fallback, is_gpu_oom
-from ..models.registry import cpu_has_native_bf16
 from ..models.vidsegnet import VidSegNet
 from ..types import InputError, Progress
+# Image preparation lives in frames.py (propagation uses it too); re-exported for callers of this module.
+from ..models.losses import balanced_bce, loss_fn  # noqa: F401  (re-exported)
+from .frames import forward_batch, input_size, resize_mask, resize_rgb, to_tensor, wants_bf16  # noqa: F401
 
 MODES = ("head", "full")
 LOSSES = ("balanced", "seg")
 
 
 @dataclass
-class FinetuneConfig:
+class TuneConfig:
+    """What the one-shot tuning does (finetune)."""
     mode: str = "head"  # "head": decoder on cached early+late features; "full": late encoder + decoder
     # Held out (240p at input 448, session 9): head 150 / 300 / 600 steps J 69.6 / 70.6 / 69.8, full 150: 69.8.
     steps: int = 300
@@ -64,6 +67,21 @@ class FinetuneConfig:
     batch: int = 4  # training batch (copies per step)
     crop: float = 0.5  # each step sees a random window of this fraction of each side (aligned to stride 32)
     loss: str = "seg"
+    seed: int = 0
+    device: str | None = None  # None: the parent's device
+
+    def check(self) -> None:
+        if self.mode not in MODES:
+            raise InputError(f"fine-tuning mode must be one of {MODES}, got {self.mode!r}")
+        if self.loss not in LOSSES:
+            raise InputError(f"fine-tuning loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.steps < 0 or self.n_aug < 1 or self.batch < 1 or self.input_long_side < 32:
+            raise InputError("steps >= 0, n_aug >= 1, batch >= 1 and input_long_side >= 32 are required")
+
+
+@dataclass
+class InferenceConfig:
+    """How the tuned network segments each frame (propagate)."""
     # Frames per forward pass in propagation; None: forward_batch's choice, 2 on a CPU and 8 on a GPU. On the
     # 2-core CPU a batch of 8 is the slowest (car-roundabout, 480p, input 864: 60-64 ms a frame end to end
     # against 38-39 with 1 or 2; 1080p: 98-101 against 65; session 14, docs/video.md).
@@ -91,6 +109,21 @@ class FinetuneConfig:
     # The tuned network is conservative (the object is the rarer class): 0.3 beat 0.5 by 1.3 J held out
     # (3 sequences); cross-validated (30): 0.2 / 0.3 / 0.4 / 0.5 within 0.4 J of each other.
     threshold: float = 0.3
+
+    def check(self) -> None:
+        if not 0 < self.threshold < 1:
+            raise InputError(f"the mask threshold must be between 0 and 1 (exclusive), got {self.threshold}")
+        if not 0 <= self.reach < 1:
+            raise InputError(f"reach must be a fraction of the frame's long side in [0, 1), got {self.reach}")
+        if not self.scales or any(not 0.25 <= float(x) <= 4 for x in self.scales):
+            raise InputError(f"scales must be multiples of the input size between 0.25 and 4, got {self.scales}")
+        if self.batch_infer is not None and self.batch_infer < 1:
+            raise InputError(f"batch_infer must be at least 1 (or None: chosen for the device), got {self.batch_infer}")
+
+
+@dataclass
+class SecondOpinionConfig:
+    """The interactive segmenter's opinion of each propagated mask (refine.refiner_for)."""
     # propagation: average each frame's logits with the interactive segmenter's, given the propagated mask and
     # a click at its deepest point (video/refine.py). Cross-validated on the 30 DAVIS-2016 training sequences
     # (which the interactive segmenter never saw), on top of self-training: J +2.00 (standard error 0.86),
@@ -109,6 +142,17 @@ class FinetuneConfig:
     # J +0.44 (0.20, better on 26 of 30) from 8 clicks, +0.30 (0.25, 21 of 30) from the true mask; 0.7 against
     # 0.6: +0.27 (0.19, 20 of 30) and +0.08 (0.14, 17 of 30) with F 0.4 lower: not clear, so 0.6.
     refine_weight: float = 0.6
+
+    def check(self) -> None:
+        if self.refine_size < 32:
+            raise InputError(f"refine_size must be at least 32 pixels, got {self.refine_size}")
+        if not 0 < self.refine_weight <= 1:
+            raise InputError(f"refine_weight must be in (0, 1], got {self.refine_weight}")
+
+
+@dataclass
+class SelfTrainConfig:
+    """Tuning again on trusted propagated masks (self_train.propagate_self_trained)."""
     # Self-training (session 13): propagate a first time, then tune again with this many of the most trusted
     # propagated masks (quality.pseudo_annotations) as extra annotated frames and propagate again. 0: off.
     # Cross-validated on the 30 DAVIS-2016 training sequences (240p, every 2nd frame of the original): J +1.91
@@ -122,91 +166,50 @@ class FinetuneConfig:
     # Rounds of self-training (sparse pass, k more trusted frames, tuning) before the last pass. Two rounds,
     # cross-validated: J +0.23 (standard error 0.19, better on 15 of 30) for a third tuning, so one.
     self_train_rounds: int = 1
-    seed: int = 0
-    device: str | None = None  # None: the parent's device
 
     def check(self) -> None:
-        if self.mode not in MODES:
-            raise InputError(f"fine-tuning mode must be one of {MODES}, got {self.mode!r}")
-        if self.loss not in LOSSES:
-            raise InputError(f"fine-tuning loss must be one of {LOSSES}, got {self.loss!r}")
-        if not 0 < self.threshold < 1:
-            raise InputError(f"the mask threshold must be between 0 and 1 (exclusive), got {self.threshold}")
-        if not 0 <= self.reach < 1:
-            raise InputError(f"reach must be a fraction of the frame's long side in [0, 1), got {self.reach}")
-        if not self.scales or any(not 0.25 <= float(x) <= 4 for x in self.scales):
-            raise InputError(f"scales must be multiples of the input size between 0.25 and 4, got {self.scales}")
         if self.self_train < 0 or self.first_pass_stride < 1 or self.self_train_rounds < 1:
             raise InputError(f"self_train >= 0, first_pass_stride >= 1 and self_train_rounds >= 1 are required, "
                              f"got {self.self_train}, {self.first_pass_stride} and {self.self_train_rounds}")
-        if self.refine_size < 32:
-            raise InputError(f"refine_size must be at least 32 pixels, got {self.refine_size}")
-        if not 0 < self.refine_weight <= 1:
-            raise InputError(f"refine_weight must be in (0, 1], got {self.refine_weight}")
-        if self.batch_infer is not None and self.batch_infer < 1:
-            raise InputError(f"batch_infer must be at least 1 (or None: chosen for the device), got {self.batch_infer}")
-        if self.steps < 0 or self.n_aug < 1 or self.batch < 1 or self.input_long_side < 32:
-            raise InputError("steps >= 0, n_aug >= 1, batch >= 1 and input_long_side >= 32 are required")
 
 
-def wants_bf16(config: FinetuneConfig, device: torch.device) -> bool:
-    """Whether propagation on `device` runs in bf16 autocast: never with int8
-    on a CPU (int8 is its own reduced precision; its float fallback is
-    float32), else config.bf16 as asked (CPU and CUDA only), and where it is
-    None, on a CPU that computes bfloat16 natively."""
-    if device.type not in ("cpu", "cuda") or (config.int8 and device.type == "cpu"):
-        return False
-    if config.bf16 is None:
-        return device.type == "cpu" and cpu_has_native_bf16()
-    return bool(config.bf16)
+@dataclass
+class FinetuneConfig(TuneConfig, InferenceConfig, SecondOpinionConfig, SelfTrainConfig):
+    """OSVOS's options, all four jobs in one flat object (the registry's config for "osvos"):
+    every function takes the part it needs, and a FinetuneConfig is each of them."""
+
+    def check(self) -> None:
+        for part in PARTS.values():
+            part.check(self)
+
+    def parts(self) -> dict[str, Any]:
+        """Each job's options as its own config: {"tune": TuneConfig, "inference": ..., ...}."""
+        return {key: part(**{f.name: getattr(self, f.name) for f in fields(part)}) for key, part in PARTS.items()}
+
+    @classmethod
+    def from_parts(cls, **parts) -> "FinetuneConfig":
+        """The flat config from parts given by job name (missing ones: defaults)."""
+        values = {}
+        for key, part in parts.items():
+            if key not in PARTS or not isinstance(part, PARTS[key]):
+                raise InputError(f"unknown config part {key!r} (expected {', '.join(PARTS)})")
+            values.update({f.name: getattr(part, f.name) for f in fields(PARTS[key])})
+        return cls(**values)
 
 
-def forward_batch(device: torch.device) -> int:
-    """Frames (or augmented copies) per forward pass where nothing asks otherwise: 2 on a CPU, 8 on a GPU.
-    On the 2-core CPU larger batches are slower per frame and far larger in memory: the activations
-    of 8 frames at 864x480 no longer fit the caches (session 14, docs/video.md). Propagation,
-    car-roundabout: 56.8 against 32.8 ms a frame for the network; caching the features of 48 tuning
-    copies at 1080p: 8.2 against 5.3 s and a peak RSS of 1,840 against 1,480 MB."""
-    return 8 if device.type == "cuda" else 2
+#: job name -> its part of FinetuneConfig
+PARTS: dict[str, type] = {"tune": TuneConfig, "inference": InferenceConfig, "second_opinion": SecondOpinionConfig,
+                          "self_training": SelfTrainConfig}
 
-
-# -- sizes and resizing shared with propagation ------------------------------
-def input_size(height: int, width: int, long_side: int) -> tuple[int, int]:
-    """(h, w) of the network input: long side about `long_side`, multiples of 32."""
-    s = long_side / max(height, width)
-    return (max(int(round(height * s / 32)) * 32, 32), max(int(round(width * s / 32)) * 32, 32))
-
-
-def resize_rgb(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """uint8 (H, W, 3) -> uint8 (h, w, 3). PIL's bilinear filter widens its
-    support when shrinking, so downscaled frames do not alias (and match the
-    PIL-resized crops the parent was trained on)."""
-    h, w = size
-    if img.shape[:2] == (h, w):
-        return np.ascontiguousarray(img)
-    return np.asarray(Image.fromarray(np.ascontiguousarray(img)).resize((w, h), Image.BILINEAR))
-
-
-def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """bool (H, W) -> float32 (h, w) soft mask (fraction of object in each pixel)."""
-    h, w = size
-    m = Image.fromarray(mask.astype(np.float32), mode="F")
-    return np.asarray(m.resize((w, h), Image.BILINEAR), np.float32)
-
-
-def to_tensor(imgs: Sequence[np.ndarray] | np.ndarray, device) -> torch.Tensor:
-    """uint8 (N, h, w, 3) -> float (N, 3, h, w) in [0, 1], channels_last."""
-    x = torch.from_numpy(np.ascontiguousarray(np.stack(imgs) if not isinstance(imgs, np.ndarray) else imgs))
-    x = x.to(device).permute(0, 3, 1, 2).float().div_(255)
-    return x.contiguous(memory_format=torch.channels_last)
 
 
 def _check_pair(frame: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A uint8 (H, W, 3) frame and its bool mask: (H, W), or (H, W, K) for K objects."""
     frame = np.asarray(frame)
     mask = np.asarray(mask).astype(bool)
     if frame.ndim != 3 or frame.shape[2] < 3:
         raise InputError(f"expected an (H, W, 3) frame, got shape {frame.shape}")
-    if mask.shape != frame.shape[:2]:
+    if mask.shape[:2] != frame.shape[:2] or mask.ndim not in (2, 3):
         raise InputError(f"mask shape {mask.shape} does not match the frame {frame.shape[:2]}")
     if frame.dtype != np.uint8:
         frame = np.clip(frame, 0, 255).astype(np.uint8)
@@ -218,15 +221,18 @@ def augment(frame: np.ndarray, mask: np.ndarray, size: tuple[int, int], n: int,
             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """`n` copies at the network input size: the frame, its mirror, then random
     zoom (0.8-1.25, about the object), shift (up to 10 %), mirror and
-    brightness/contrast. Returns uint8 (n, h, w, 3) and float32 (n, h, w)."""
+    brightness/contrast. Returns uint8 (n, h, w, 3) and float32 (n, h, w);
+    a (H, W, K) mask (K objects, one warp for all) gives (n, K, h, w)."""
     h, w = size
     img = resize_rgb(frame, size)
-    m = resize_mask(mask, size)
+    several = np.ndim(mask) == 3
+    m = np.stack([resize_mask(mask[..., k], size) for k in range(mask.shape[2])], 2) if several \
+        else resize_mask(mask, size)[..., None]
     n_rand = max(n - 2, 0)
-    base = torch.from_numpy(np.concatenate([img.astype(np.float32), m[..., None]], 2)).permute(2, 0, 1)[None]
+    base = torch.from_numpy(np.concatenate([img.astype(np.float32), m], 2)).permute(2, 0, 1)[None]
     out = [base[0], base[0].flip(-1)]
     if n_rand:
-        ys, xs = np.nonzero(m > 0.5)
+        ys, xs = np.nonzero(m.max(2) > 0.5)  # all the objects' centre
         # Object centre in normalised [-1, 1] coordinates (zoom keeps it in view).
         cx = (xs.mean() + 0.5) / w * 2 - 1 if len(xs) else 0.0
         cy = (ys.mean() + 0.5) / h * 2 - 1 if len(ys) else 0.0
@@ -248,26 +254,7 @@ def augment(frame: np.ndarray, mask: np.ndarray, size: tuple[int, int], n: int,
             out.append(x)
     out = torch.stack(out[:max(n, 1)])
     imgs = out[:, :3].round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
-    return imgs, out[:, 3].contiguous().numpy()
-
-
-# -- losses ---------------------------------------------------------------------
-def balanced_bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """OSVOS's class-balanced cross-entropy: per image, foreground pixels weigh
-    |background| / |all| and background pixels |foreground| / |all|."""
-    n = target[0].numel()
-    pos = target.sum((1, 2, 3), keepdim=True)
-    beta = (n - pos) / n  # weight of the foreground
-    w = beta * target + (1 - beta) * (1 - target)
-    return 2 * F.binary_cross_entropy_with_logits(logits, target, weight=w)
-
-
-def loss_fn(name: str):
-    if name == "balanced":
-        return balanced_bce
-    from ..training.common import seg_loss  # BCE + soft IoU, as the parent was trained
-
-    return seg_loss
+    return imgs, (out[:, 3:] if several else out[:, 3]).contiguous().numpy()
 
 
 # -- optimizer ---------------------------------------------------------------------
@@ -312,19 +299,46 @@ def _logits_from_features(net: VidSegNet, early, late, size) -> torch.Tensor:
 
 
 def finetune(parent: VidSegNet, frames: list[np.ndarray], masks: list[np.ndarray],
-             config: FinetuneConfig | None = None) -> Generator[Progress, None, VidSegNet]:
-    """Tune a copy of `parent` on the annotated (frame, mask) pairs; yields
-    Progress ("features", then "finetune"); returns the tuned net in eval mode."""
-    config = config or FinetuneConfig()
-    config.check()
+             config: TuneConfig | None = None) -> Generator[Progress, None, VidSegNet]:
+    """Tune a copy of `parent` on the annotated (frame, mask) pairs of one object;
+    yields Progress ("features", then "finetune"); returns the tuned net in eval mode."""
     if len(frames) != len(masks) or not frames:
         raise InputError("fine-tuning needs at least one annotated frame and one mask per frame")
+    return (yield from finetune_objects(parent, frames, [{0: m} for m in masks], [0], config))
+
+
+def finetune_objects(parent: VidSegNet, frames: list[np.ndarray], targets: Sequence[Mapping[Any, np.ndarray]],
+                     objects: Sequence, config: TuneConfig | None = None) -> Generator[Progress, None, VidSegNet]:
+    """Tune one copy of `parent` for several objects at once: its output has one
+    channel per object of `objects` (in that order; each starts as the parent's
+    single output), and targets[i] maps the objects annotated on frames[i] to
+    their masks. A channel is trained only on the frames its object is
+    annotated on (elsewhere the object is unknown, not absent). With one object
+    this is the single-object tuning exactly (the same copies, batches and steps).
+    Why one shared tuned decoder rather than one per object: docs/video.md (session 19)."""
+    config = config or FinetuneConfig()
+    config.check()
+    objects = list(objects)
+    if len(frames) != len(targets) or not frames or not objects:
+        raise InputError("fine-tuning needs at least one annotated frame, one object and its masks per frame")
     if getattr(parent, "in_channels", 3) != 3:
         raise InputError("fine-tuning needs the 3-channel video parent network")
-    pairs = [_check_pair(f, m) for f, m in zip(frames, masks)]
+    pairs, valid = [], []
+    for f, target in zip(frames, targets):
+        unknown = [o for o in target if o not in objects]
+        if unknown or not target:
+            raise InputError(f"annotated masks of objects {unknown} that are not being tuned" if unknown
+                             else "a tuning frame without any annotated object")
+        frame, first = _check_pair(f, next(iter(target.values())))
+        stack = np.zeros((*frame.shape[:2], len(objects)), bool)
+        for k, o in enumerate(objects):
+            if o in target:
+                stack[..., k] = _check_pair(frame, target[o])[1]
+        pairs.append((frame, stack))
+        valid.append([o in target for o in objects])
     device = torch.device(config.device) if config.device else next(parent.parameters()).device
     try:
-        return (yield from _finetune_on(parent, pairs, config, device))
+        return (yield from _finetune_on(parent, pairs, valid, config, device))
     except Exception as e:
         if not is_gpu_oom(e, device):
             raise
@@ -332,21 +346,49 @@ def finetune(parent: VidSegNet, frames: list[np.ndarray], masks: list[np.ndarray
     # Same seed: the same augmented copies and batches as the failed attempt.
     msg = announce_cpu_fallback("fine-tuning", "starting again", device)
     yield Progress("features", 0, len(pairs) * config.n_aug, message=msg)
-    return (yield from _finetune_on(parent, pairs, config, CPU))
+    return (yield from _finetune_on(parent, pairs, valid, config, CPU))
 
 
-def _finetune_on(parent: VidSegNet, pairs, config: FinetuneConfig,
+def widen_output(net: VidSegNet, n_objects: int) -> VidSegNet:
+    """`net` (modified) with n_objects output channels, each a copy of its one."""
+    out = net.decoder.out
+    if n_objects != out.out_channels:
+        wide = torch.nn.Conv2d(out.in_channels, n_objects, 1).to(out.weight.device)
+        with torch.no_grad():
+            wide.weight.copy_(out.weight[:1].expand_as(wide.weight))
+            wide.bias.copy_(out.bias[:1].expand_as(wide.bias))
+        net.decoder.out = wide
+    return net
+
+
+def objects_loss(criterion, logits: torch.Tensor, y: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """The mean over objects of each one's loss on the copies it is annotated on
+    (logits, y: (N, K, h, w); valid: (N, K) bool); one object: criterion itself."""
+    if logits.shape[1] == 1 and bool(valid.all()):
+        return criterion(logits, y)
+    losses = []
+    for k in range(logits.shape[1]):
+        rows = valid[:, k]
+        if bool(rows.all()):
+            losses.append(criterion(logits[:, k:k + 1], y[:, k:k + 1]))
+        elif bool(rows.any()):
+            losses.append(criterion(logits[rows, k:k + 1], y[rows, k:k + 1]))
+    return torch.stack(losses).mean()
+
+
+def _finetune_on(parent: VidSegNet, pairs, valid: list[list[bool]], config: TuneConfig,
                  device: torch.device) -> Generator[Progress, None, VidSegNet]:
     rng = np.random.default_rng(config.seed)
     torch.manual_seed(config.seed)
     net = copy.deepcopy(parent).to(device).eval()  # eval: BatchNorm statistics stay frozen
+    widen_output(net, len(valid[0]))
 
     # 1-2. Augmented copies and their cached features.
     n_total = len(pairs) * config.n_aug
-    cache: dict[str, list] = {"early": [], "late": [], "y": []}
+    cache: dict[str, list] = {"early": [], "late": [], "y": [], "valid": []}
     done = 0
     step = forward_batch(device)  # copies per encoder pass
-    for frame, mask in pairs:
+    for (frame, mask), known in zip(pairs, valid):
         size = input_size(*frame.shape[:2], config.input_long_side)
         imgs, ms = augment(frame, mask, size, config.n_aug, rng)
         for i in range(0, len(imgs), step):
@@ -356,7 +398,8 @@ def _finetune_on(parent: VidSegNet, pairs, config: FinetuneConfig,
                 cache["early"].append(early[1:])  # f2 is not used by the decoder
                 if config.mode == "head":
                     cache["late"].append(net.encoder.late(early[-1]))
-            cache["y"].append(torch.from_numpy(ms[i:i + step, None]).to(device))
+            cache["y"].append(torch.from_numpy(ms[i:i + step]).to(device))
+            cache["valid"].append(torch.tensor([known] * len(x), dtype=torch.bool, device=device))
             done += len(x)
             yield Progress("features", done, n_total, message=f"{size[1]}x{size[0]}")
     # Frames of different sizes cannot share a batch; group copies by size.
@@ -390,11 +433,12 @@ def _finetune_on(parent: VidSegNet, pairs, config: FinetuneConfig,
         if config.crop < 1.0:  # the window first (views), so only it is gathered
             early, late_f, y = _random_crop(early, late_f, y, config.crop, rng)
         early, y = [t.index_select(0, idx) for t in early], y.index_select(0, idx)
+        known = grp["valid"].index_select(0, idx)
         late_f = [t.index_select(0, idx) for t in late_f] if late_f is not None else None
         if late_f is None:
             late_f = net.encoder.late(early[-1])
         logits = _logits_from_features(net, early, late_f, y.shape[-2:])
-        loss = criterion(logits, y)
+        loss = objects_loss(criterion, logits, y, known)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -428,14 +472,16 @@ def _group_by_size(cache, mode) -> dict:
     groups: dict[tuple, dict] = {}
     for i, y in enumerate(cache["y"]):
         key = tuple(y.shape[-2:])
-        g = groups.setdefault(key, {"early": [], "late": [], "y": []})
+        g = groups.setdefault(key, {"early": [], "late": [], "y": [], "valid": []})
         g["early"].append(cache["early"][i])
         g["y"].append(y)
+        g["valid"].append(cache["valid"][i])
         if mode == "head":
             g["late"].append(cache["late"][i])
     out = {}
     for key, g in groups.items():
         out[key] = {"early": [torch.cat(ts) for ts in zip(*g["early"])], "y": torch.cat(g["y"]),
+                    "valid": torch.cat(g["valid"]),
                     "late": [torch.cat(ts) for ts in zip(*g["late"])] if g["late"] else []}
     return out
 

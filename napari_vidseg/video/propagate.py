@@ -50,7 +50,7 @@ from .finetune import (FinetuneConfig, forward_batch, input_size, load_parent, r
                        wants_bf16)
 from .refine import MaskRefiner, refiner_for, upsample_logits
 
-__all__ = ["FrameResult", "propagate", "plan_order", "prepare_for_inference", "load_parent", "clean_frame"]
+__all__ = ["FrameResult", "ObjectsFrame", "propagate", "propagate_objects", "plan_order", "prepare_for_inference", "load_parent", "clean_frame"]
 
 
 @dataclass
@@ -281,6 +281,18 @@ def clean_frame(coarse: np.ndarray, full: np.ndarray, prev: np.ndarray | None, r
     return full, coarse
 
 
+@dataclass
+class ObjectsFrame:
+    """One frame of a several-object propagation: the objects computed on it
+    (those not annotated there), each with its mask (H, W) bool, its
+    probability at the network's size (float16) and its confidence. Pixels
+    claimed by several objects belong to the most probable one only."""
+    t: int
+    masks: dict
+    probs: dict
+    confidence: dict
+
+
 def propagate(net, source, annotated: Mapping[int, np.ndarray], config: FinetuneConfig | None = None,
               frames: Sequence[int] | None = None,
               timings: dict[str, float] | None = None,
@@ -288,6 +300,7 @@ def propagate(net, source, annotated: Mapping[int, np.ndarray], config: Finetune
     """Yield a FrameResult for every frame in `frames` (default: all): first the
     annotated frames (their masks, unchanged), then the others outward from
     them. Close the generator to cancel; nothing is left running.
+    One object: `propagate_objects` with the network's single output.
 
     timings: a dict that gets the seconds spent in each stage added to it:
     "read" (the source's frames), "resize", "network" (to the device, the
@@ -299,6 +312,34 @@ def propagate(net, source, annotated: Mapping[int, np.ndarray], config: Finetune
     MaskRefiner on the shipped interactive weights, made for this call); pass
     one to reuse it across calls or to try other weights (eval-video's
     --weights-interactive)."""
+    src = _as_source(source)
+    n = len(src)
+    if not n:
+        return
+    wanted = set(range(n)) if frames is None else set(int(t) for t in frames)
+    results = propagate_objects(net, src, {0: annotated}, config, frames=frames, timings=timings, refiner=refiner,
+                                echo=lambda t, m, size: FrameResult(t, m, (resize_mask(m, size) > 0.5).astype(
+                                    np.float16), 1.0, annotated=True) if t in wanted else None)
+    try:
+        for r in results:
+            yield r if isinstance(r, FrameResult) else FrameResult(r.t, r.masks[0], r.probs[0], r.confidence[0])
+    finally:
+        results.close()
+
+
+def propagate_objects(net, source, annotated: Mapping, config: FinetuneConfig | None = None,
+                      frames: Sequence[int] | None = None, timings: dict[str, float] | None = None,
+                      refiner: MaskRefiner | None = None, echo=None) -> Generator[ObjectsFrame, None, None]:
+    """Segment several objects with one network whose output channels are
+    theirs (finetune_objects; channel k is the k-th key of `annotated`, which
+    maps each object to its annotated frames {t: mask}). Each frame is read,
+    resized and run through the network once for all objects; each object's
+    clean-up and second opinion are its own. Yields an ObjectsFrame per frame
+    that some object needs (`frames`, default all, less each object's own
+    annotated frames), blocks ordered outward from every annotated frame of
+    any object (frames annotated for one object but computed for another go
+    first). echo(t, mask, size): called for each annotated frame of a single
+    object before the rest; what it returns (not None) is yielded first."""
     config = config or FinetuneConfig()
     clock = _StageClock(timings)
     src = _as_source(source)
@@ -307,24 +348,36 @@ def propagate(net, source, annotated: Mapping[int, np.ndarray], config: Finetune
     if first is None:
         return
     H, W = first.shape[:2]
-    for t, m in annotated.items():
-        if np.asarray(m).shape != (H, W):
-            raise InputError(f"annotated mask of frame {t} has shape {np.asarray(m).shape}, the video is {H}x{W}")
+    objects = list(annotated)
+    for o in objects:
+        for t, m in annotated[o].items():
+            if np.asarray(m).shape != (H, W):
+                raise InputError(f"annotated mask of frame {t} has shape {np.asarray(m).shape}, the video is {H}x{W}")
     device = torch.device(config.device) if config.device else next(net.parameters()).device
     model = prepare_for_inference(net, config, device)
     size = input_size(H, W, config.input_long_side)
     sizes = scaled_sizes(H, W, config)
-    wanted = set(range(n)) if frames is None else set(int(t) for t in frames)
-    plan = plan_order(n, list(annotated), sorted(wanted), inference_batch(config, device))
-    before = predecessors(n, list(annotated), sorted(wanted))
+    wanted = sorted(set(range(n)) if frames is None else set(int(t) for t in frames))
+    anchors = sorted({int(t) for o in objects for t in annotated[o]})
+    targets = {o: set(wanted) - set(int(t) for t in annotated[o]) for o in objects}
+    needed = sorted(set().union(*targets.values()))
+    batch = inference_batch(config, device)
+    # Frames annotated for some object but needed by another: first, with nothing to check against.
+    at_anchors = [t for t in needed if t in set(anchors)]
+    plan = [at_anchors[i:i + batch] for i in range(0, len(at_anchors), batch)]
+    plan += plan_order(n, anchors, needed, batch)
+    before = predecessors(n, anchors, needed)
     waiting = Counter(before.values())  # how many frames still need each mask as their "previous" one
-    # The clean-up works at the network's resolution: masks_done holds coarse masks.
-    masks_done: dict[int, np.ndarray] = {}
-    for t in sorted(annotated):
-        m = np.asarray(annotated[t]).astype(bool)
-        masks_done[t] = resize_mask(m, size) > 0.5
-        if t in wanted:
-            yield FrameResult(t, m, masks_done[t].astype(np.float16), 1.0, annotated=True)
+    # The clean-up works at the network's resolution: masks_done holds each object's coarse masks.
+    masks_done: dict = {o: {} for o in objects}
+    for o in objects:
+        for t in sorted(annotated[o]):
+            m = np.asarray(annotated[o][t]).astype(bool)
+            masks_done[o][t] = resize_mask(m, size) > 0.5
+            if echo is not None:
+                r = echo(t, m, size)
+                if r is not None:
+                    yield r
     reach, radius = cleanup_radii(size, config.reach, BLOB_REACH if config.keep_components else None)
     want_int8 = config.int8 and device.type == "cpu"
     if refiner is None or not config.refine:
@@ -356,34 +409,60 @@ def propagate(net, source, annotated: Mapping[int, np.ndarray], config: Finetune
             probs = _block_probs(model, imgs, device, use_bf16, full_size, config.threshold, config.flip, sizes)
         small, full = probs
         clock.lap("network")
-        masks = []
+        results = []
         for i, t in enumerate(block):
-            # The frame before it in its run was done before (earlier block or index).
-            prev = masks_done.get(before.get(t, -1))
-            coarse = small[i] > config.threshold
-            if refiner is None:
-                full_i = full[i]
-            else:
-                seed = coarse if radius is None else drop_distant_blobs(coarse, prev, radius)
-                logits = refiner(imgs[i], small[i], seed)
-                small[i] = 1 / (1 + np.exp(-logits))
-                coarse, full_i = small[i] > config.threshold, upsample_logits(logits, (H, W)) > cut
-                clock.lap("refine")
-            mask, masks_done[t] = clean_frame(coarse, full_i, prev, reach, radius)
-            masks.append(mask)
+            masks = {}
+            for k, o in enumerate(objects):
+                if t not in targets[o]:
+                    continue
+                # The frame before it in its run was done before (earlier block or index).
+                prev = masks_done[o].get(before.get(t, -1))
+                coarse = small[i, k] > config.threshold
+                if refiner is None:
+                    full_k = full[i, k]
+                else:
+                    seed = coarse if radius is None else drop_distant_blobs(coarse, prev, radius)
+                    logits = refiner(imgs[i], small[i, k], seed)
+                    small[i, k] = 1 / (1 + np.exp(-logits))
+                    coarse, full_k = small[i, k] > config.threshold, upsample_logits(logits, (H, W)) > cut
+                    clock.lap("refine")
+                masks[o], masks_done[o][t] = clean_frame(coarse, full_k, prev, reach, radius)
+            owners = [k for k, o in enumerate(objects) if o in masks]
+            if len(owners) > 1:
+                exclusive(masks, {objects[k]: small[i, k] for k in owners})
+            results.append((t, masks, owners))
         small16 = as_float16(small)
-        results = [FrameResult(t, masks[i], small16[i], confidence_of(small[i], config.threshold))
-                   for i, t in enumerate(block)]
+        frames_out = [ObjectsFrame(t, masks, {objects[k]: small16[i, k] for k in owners},
+                                   {objects[k]: confidence_of(small[i, k], config.threshold) for k in owners})
+                      for i, (t, masks, owners) in enumerate(results)]
         clock.lap("cleanup")
-        for r in results:
+        for r in frames_out:
             yield r
         clock.restart()  # the consumer's time is not propagation's
         # A mask is kept only while a frame still waits for it as its "previous" mask.
         for t in block:
             if t in before:
                 waiting[before[t]] -= 1
-        for t in [t for t in masks_done if t not in annotated and waiting[t] <= 0]:
-            del masks_done[t]
+        for o in objects:
+            own = annotated[o]
+            for t in [t for t in masks_done[o] if t not in own and waiting[t] <= 0]:
+                del masks_done[o][t]
+
+
+def exclusive(masks: dict, probs: Mapping) -> None:
+    """Give every pixel claimed by several objects to the one whose probability
+    (at the network's size, seen at the mask's size) is highest; in place."""
+    keys = list(probs)
+    shape = next(iter(masks.values())).shape
+    claims = np.zeros(shape, np.uint16)
+    for o in keys:
+        claims += masks[o]
+    contested = claims > 1
+    if not contested.any():
+        return
+    best = upsample_nearest(np.argmax(np.stack([np.asarray(probs[o], np.float32) for o in keys]), 0), shape)
+    for k, o in enumerate(keys):
+        masks[o] &= ~contested | (best == k)
 
 
 class _StageClock:
@@ -440,8 +519,8 @@ def _int8_or_float(net, model, calibration: torch.Tensor):
 def _block_probs(model, imgs: np.ndarray, device: torch.device, bf16: bool,
                  frame_size: tuple[int, int] | None, threshold: float = 0.5, flip: bool = False,
                  sizes: Sequence[tuple[int, int]] = ()) -> tuple[np.ndarray, np.ndarray | None]:
-    """A block of resized frames -> foreground probabilities (N, h, w) at the
-    network's size and masks (N, H, W) bool at the frame's size (None
+    """A block of resized frames -> foreground probabilities (N, K, h, w) at the
+    network's size and masks (N, K, H, W) bool at the frame's size (K: the network's outputs; None
     without `frame_size`): the logits
     upsampled (sharper edges than upsampled probabilities) and compared with
     the threshold's logit, so no full-size probability map is ever made.
@@ -451,12 +530,14 @@ def _block_probs(model, imgs: np.ndarray, device: torch.device, bf16: bool,
     with torch.inference_mode(), bf16_autocast(device, bf16):
         x = to_tensor(imgs, device)
         logits = _multiscale_logits(model, x, flip, sizes or [tuple(x.shape[-2:])])
-        small = torch.sigmoid(logits)[:, 0].cpu().numpy()
+        small = torch.sigmoid(logits).cpu().numpy()
         if frame_size is None:
             return small, None
         cut = math.log(threshold / (1 - threshold))
-        full = F.interpolate(logits, size=frame_size, mode="bilinear", align_corners=False)[:, 0] > cut
-    return small, full.cpu().numpy()
+        # One object's channel at a time: K full-size float maps at once would be K x 8 MB a frame at 1080p.
+        full = [F.interpolate(logits[:, k:k + 1], size=frame_size, mode="bilinear", align_corners=False)[:, 0] > cut
+                for k in range(logits.shape[1])]
+    return small, torch.stack(full, 1).cpu().numpy()
 
 
 def _multiscale_logits(model, x: torch.Tensor, flip: bool, sizes: Sequence[tuple[int, int]]) -> torch.Tensor:

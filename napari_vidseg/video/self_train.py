@@ -32,18 +32,50 @@ Run = Callable[[Any, list, str], Generator[Any, None, tuple[Mapping[int, np.ndar
 
 def propagate_self_trained(tune: Tune, run: Run, annotated: Mapping[int, np.ndarray], targets: list[int],
                            config, n_frames: int) -> Generator[Any, None, tuple]:
-    """Run the plan above through `tune` and `run`; yields what they yield and
-    returns the last pass's (masks, confidence)."""
-    extra: dict[int, np.ndarray] = {}
+    """Run the plan above for one object through `tune` and `run`; yields what
+    they yield and returns the last pass's (masks, confidence)."""
+    def tune_one(on):
+        return (yield from tune(on[0]))
+
+    def run_one(net, frames, message):
+        masks, confidence = yield from run(net, frames, message)
+        return {0: masks}, {0: confidence}
+
+    masks, confidence = yield from propagate_self_trained_objects(tune_one, run_one, {0: annotated}, targets, config,
+                                                                  n_frames)
+    return masks[0], confidence[0]
+
+
+def propagate_self_trained_objects(tune, run, annotated: Mapping, targets: list[int], config, n_frames: int,
+                                   chosen=None) -> Generator[Any, None, tuple]:
+    """The plan above for several objects: `annotated` maps each object to its
+    annotated frames {t: mask}; tune(on) gets {obj: {t: mask}} (each object's
+    annotated and trusted frames) and run returns ({obj: masks}, {obj: confidence}).
+    Each object picks its own trusted frames. chosen(extra): called with the
+    trusted frames {obj: {t: mask}} once they are final, before the last tuning
+    (a resumable run records them)."""
+    extra: dict = {o: {} for o in annotated}
     net = yield from tune(annotated)
     rounds = config.self_train_rounds if config.self_train else 0
     for r in range(rounds):
         masks, confidence = yield from run(net, quality.first_pass_frames(targets, config.first_pass_stride),
                                            "first pass" if r == 0 else f"pass {r + 1} of {rounds + 1}")
-        new = quality.pseudo_annotations(masks, confidence, [*annotated, *extra], config.self_train, n_frames)
-        if not new:  # nothing far enough from the frames already trusted: the last tuning serves
+        new = {o: quality.pseudo_annotations(masks[o], confidence[o], [*annotated[o], *extra[o]], config.self_train,
+                                             n_frames) for o in annotated}
+        if not any(new.values()):  # nothing far enough from the frames already trusted: the last tuning serves
             break
-        extra.update(new)
-        net = yield from tune({**extra, **annotated})
-    message = f"self-trained on frames {sorted(extra)}" if extra else ""
-    return (yield from run(net, targets, message))
+        for o in annotated:
+            extra[o].update(new[o])
+        net = yield from tune({o: {**extra[o], **annotated[o]} for o in annotated})
+    if chosen is not None:
+        chosen(extra)
+    return (yield from run(net, targets, trusted_message(extra)))
+
+
+def trusted_message(extra: Mapping) -> str:
+    """What the last pass's progress says about the trusted frames it was tuned on."""
+    if not any(extra.values()):
+        return ""
+    if len(extra) == 1:
+        return f"self-trained on frames {sorted(next(iter(extra.values())))}"
+    return "self-trained on frames " + "; ".join(f"{o}: {sorted(e)}" for o, e in extra.items() if e)

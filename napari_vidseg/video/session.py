@@ -32,6 +32,8 @@ from typing import Any, Generator, Iterator
 
 import numpy as np
 
+from psygnal import Signal
+
 from ..types import InputError, Interactions, Progress, Provenance
 from .mask_store import MaskStore, atomic_write_bytes
 
@@ -44,6 +46,19 @@ _HISTORY = 50  # masks remembered per frame for undo
 class ObjectInfo:
     id: int
     name: str
+
+
+class _StoreSink:
+    """What a propagator reads back between passes: the session's stored masks (propagators/base.Sink)."""
+
+    def __init__(self, session: "VideoSession"):
+        self.session = session
+
+    def masks(self, obj, frames):
+        return _LazyMasks(self.session.masks, obj, list(frames))
+
+    def confidence(self, obj):
+        return self.session.masks.confidence(obj)
 
 
 class _LazyMasks(Mapping):
@@ -90,6 +105,18 @@ def _iter_frames(source, start: int = 0, stop: int | None = None) -> Iterator[np
 
 @dataclass
 class VideoSession:
+    """Listeners connect to the signals below (psygnal; e.g. the napari layer):
+    they are emitted after the change is stored, from the thread that made it."""
+
+    #: (frame, object ids): the masks of these objects on this frame changed
+    mask_changed = Signal(int, tuple)
+    #: an object was added, removed or renamed
+    objects_changed = Signal()
+    #: (frame, object id): the clicks/strokes of this object on this frame changed
+    interactions_changed = Signal(int, int)
+    #: a long job's Progress (propagate, export), as it is yielded
+    progress = Signal(object)
+
     source: Any  # VideoSource
     folder: Path | None
     objects: dict[int, ObjectInfo]
@@ -108,6 +135,7 @@ class VideoSession:
     _predictor_state: tuple | None = field(default=None, repr=False)
     _parent: Any = field(default=None, repr=False)
     _next_id: int = field(default=1, repr=False)
+    _run: Any = field(default=None, repr=False)  # resume.RunState of the last propagation
     _lock: Any = field(default_factory=threading.RLock, repr=False)
 
     # -- construction -------------------------------------------------------
@@ -247,11 +275,13 @@ class VideoSession:
             self._next_id += 1
             self.objects[obj] = ObjectInfo(obj, name if name else f"object {obj}")
             self.save()
-            return obj
+        self.objects_changed.emit()
+        return obj
 
     def remove_object(self, obj) -> None:
         with self._lock:
             obj = self._check_obj(obj)
+            frames = self.masks.frames(obj)
             self.masks.remove_object(obj)
             self._bases.remove_object(obj)
             for key in [k for k in self.interactions if k[0] == obj]:
@@ -261,6 +291,9 @@ class VideoSession:
                 self._history.pop(key, None)
             del self.objects[obj]
             self.save()
+        self.objects_changed.emit()
+        for t in frames:
+            self.mask_changed.emit(int(t), (obj,))
 
     def rename_object(self, obj, name: str) -> None:
         with self._lock:
@@ -269,6 +302,7 @@ class VideoSession:
                 raise InputError("an object's name cannot be empty")
             self.objects[obj].name = str(name)
             self.save()
+        self.objects_changed.emit()
 
     # -- interactive segmentation --------------------------------------------
     def predictor(self):
@@ -334,7 +368,8 @@ class VideoSession:
             self._order[key] = order
             self._redo.pop(key, None)
             self.save()
-            return mask
+        self._changed(t, obj, interactions=True)
+        return mask
 
     def _resegment(self, t: int, obj: int, inter: Interactions, keep_current: bool) -> np.ndarray:
         """Run the predictor and store the result with the right provenance."""
@@ -411,7 +446,8 @@ class VideoSession:
                 self._history.pop(key, None)
                 mask = None
             self.save()
-            return mask
+        self._changed(t, obj, interactions=True)
+        return mask
 
     def redo_interaction(self, t, obj) -> np.ndarray | None:
         """Give back the last undone click or stroke (None if there is none to redo)."""
@@ -445,6 +481,12 @@ class VideoSession:
                 # from, and what undoing every later click gives back.
                 self._bases.set(obj, t, m, provenance)
             self.masks.set(obj, t, m, provenance)
+        self._changed(t, obj)
+
+    def _changed(self, t: int, obj: int, interactions: bool = False) -> None:
+        self.mask_changed.emit(int(t), (int(obj),))
+        if interactions:
+            self.interactions_changed.emit(int(t), int(obj))
 
     def correct(self, t, obj, interactions: Interactions) -> np.ndarray:
         """Refine a propagated frame with a click or two (= add_interactions)."""
@@ -463,80 +505,133 @@ class VideoSession:
             self._parent = loader()
         return self._parent
 
-    def propagate(self, obj, config=None, frames=None) -> Generator[Progress, None, None]:
-        """Fine-tune on the annotated frames, then segment the others.
+    def propagate(self, objects=None, config=None, frames=None, *, method: str | None = None,
+                  options: Mapping | None = None, resume: bool = True) -> Generator[Progress, None, dict]:
+        """Segment the frames of the objects from their annotated frames, all in one pass.
+
+        objects: one object id, a list of them, or None (every object with an annotated frame).
+        method: a name in video.propagators (default: the method `config` belongs to, else
+        "osvos"); config: that method's config (default: its defaults); options: fields to
+        change in it (e.g. {"steps": 150}). frames: the frames to segment (default all).
 
         Writes PROPAGATED masks and their confidence frame by frame (never over a
         USER or CORRECTED one). Cancel by closing the generator: frames already
-        written stay, the others keep what they had.
+        written stay, the others keep what they had. With `resume` (and a session
+        folder, or the same session object), frames finished by an earlier run with
+        the same inputs (annotations, method, options, weights; resume.run_key) are
+        not computed again. Returns {"computed": frames computed, "skipped": frames
+        skipped}; the last Progress says the same.
 
-        With config.self_train = k > 0, two passes: the first propagates every
-        config.first_pass_stride-th frame, the k most trusted of those masks
-        join the annotated frames for a second tuning (they are not stored as
-        annotations), and the second pass propagates every frame.
+        OSVOS with config.self_train = k > 0 runs two passes: the first propagates every
+        config.first_pass_stride-th frame, each object's k most trusted masks join its
+        annotated frames for a second tuning (they are not stored as annotations), and
+        the second pass propagates every frame.
         """
-        obj = self._check_obj(obj)
-        from . import finetune as ft
+        from . import propagators
+        from .resume import run_key
 
-        annotated = self.masks.annotated(obj)
-        if not annotated:
-            raise InputError(f"object {obj} has no annotated frame yet: click on it in a frame first")
-        config = config if config is not None else ft.FinetuneConfig()
+        objs = self._objects_to_propagate(objects)
+        if method is None:
+            method = propagators.method_of(config) if config is not None else propagators.DEFAULT
+        entry = propagators.get(method)
+        if config is None or options:
+            config = propagators.make_config(entry.name, config, **dict(options or {}))
+        annotated = {o: self.masks.annotated(o) for o in objs}
         n_frames = int(self.source.n_frames)
-        if frames is None:
-            targets = [t for t in range(n_frames) if t not in annotated]
-        else:
-            targets = [self._check_t(t) for t in frames if t not in annotated]
-        from .self_train import propagate_self_trained
-
-        def run(net, frames: list[int], message: str):
-            yield from self._write_propagation(obj, net, annotated, frames, config, message)
-            # The pass left its last decoded chunks in the cache (up to 512 MB at 1080p), which a
-            # second tuning's features would sit on top of: 2.2 GB peak on 1080p against 1.7 without.
-            # After the last pass too: it also stops the open decode (an idle ffmpeg process of about
-            # 200 MB at 1080p); the viewer decodes the frame it shows again (a fraction of a second).
-            clear = getattr(self.source, "clear_cache", None)
-            if clear is not None:
-                clear()
-            seen = sorted(set(frames) | set(annotated))
-            return _LazyMasks(self.masks, obj, seen), self.masks.confidence(obj)
-
-        yield from propagate_self_trained(lambda on: self._tune(on, config), run, annotated, targets, config,
-                                          n_frames)
-
-    def _tune(self, frames: Mapping[int, np.ndarray], config) -> Generator[Progress, None, Any]:
-        from . import finetune as ft
-
-        ts = sorted(frames)
-        # finetune() tunes a copy: the cached parent stays as shipped
-        # Each frame decoded alone, not through the chunk cache: tuning frames far apart
-        # would otherwise each bring a whole chunk (16 frames) into memory.
-        return (yield from ft.finetune(self._parent_net(), [next(_iter_frames(self.source, t, t + 1)) for t in ts],
-                                       [frames[t] for t in ts], config))
-
-    def _write_propagation(self, obj: int, net, annotated, targets: list[int], config,
-                           message: str) -> Generator[Progress, None, None]:
-        from . import propagate as pr
-
-        total, wanted = len(targets), set(targets)
-        yield Progress("propagate", 0, total, message=message)
-        results = pr.propagate(net, self.source, annotated, config, frames=targets)
-        done = 0
+        wanted = range(n_frames) if frames is None else sorted({self._check_t(t) for t in frames})
+        anchors = set().union(*(set(a) for a in annotated.values()))
+        targets = [t for t in wanted if any(t not in annotated[o] for o in objs)]
+        # One object: exactly the frames it always propagated (the others' annotated frames are its too).
+        if len(objs) == 1:
+            targets = [t for t in targets if t not in anchors]
+        key = run_key(entry.name, config, objs, None if frames is None else wanted, annotated, self._weights_id())
+        state = self._run_state()
+        if not resume:
+            state.forget()
+        done = state.begin(key)
+        skipped = [t for t in targets if t in done]
+        computed = 0
+        prop = entry.cls(config, parent=self._parent_net)
+        job = prop.run(self.source, annotated, targets, sink=_StoreSink(self), checkpoint=state, skip=done)
         try:
-            for r in results:
-                if r.t not in wanted:  # e.g. the annotated frames, echoed back unchanged
+            for item in job:
+                if isinstance(item, Progress):
+                    self.progress.emit(item)
+                    yield item
                     continue
-                with self._lock:
-                    prov = self.masks.provenance(obj, r.t)
-                    if prov is None or prov is Provenance.PROPAGATED:  # the user may have clicked meanwhile
-                        self.masks.set(obj, r.t, r.mask, Provenance.PROPAGATED, float(r.confidence))
-                        self._bases.delete(obj, r.t)
-                done += 1
-                yield Progress("propagate", done, total, frame=int(r.t), message=message)
+                self._store_propagated(item)
+                self.mask_changed.emit(int(item.t), tuple(item.masks))
+                if item.final:
+                    state.mark_done(item.t)
+                    computed += 1
         finally:
-            results.close()
+            job.close()
+            state.close()
             if self.masks.root is not None:
                 self.masks.compact()
+        summary = {"computed": computed, "skipped": len(skipped)}
+        last = Progress("propagate", len(targets), len(targets),
+                        message=f"computed {computed} frames, skipped {len(skipped)} already done")
+        self.progress.emit(last)
+        yield last
+        return summary
+
+    def _objects_to_propagate(self, objects) -> list[int]:
+        if objects is None:
+            objs = [o for o in sorted(self.objects) if self.masks.annotated(o)]
+            if not objs:
+                raise InputError("no object has an annotated frame yet: click on one in a frame first")
+            return objs
+        if isinstance(objects, (int, np.integer, str)):
+            objects = [objects]
+        objs = list(dict.fromkeys(self._check_obj(o) for o in objects))
+        for o in objs:
+            if not self.masks.annotated(o):
+                raise InputError(f"object {o} has no annotated frame yet: click on it in a frame first")
+        return objs
+
+    def _weights_id(self) -> str:
+        """What the propagation's weights are, for the run key: a given parent's hash, else the shipped file's."""
+        if self._parent is not None and hasattr(self._parent, "state_dict"):
+            from .resume import weights_digest
+
+            return weights_digest(self._parent)
+        from ..models.registry import MODELS
+
+        return "shipped:" + ",".join(f"{m.filename}:{m.sha256[:16]}" for m in MODELS.values())
+
+    def _run_state(self):
+        if self._run is None:
+            from .resume import RunState
+
+            self._run = RunState(self.folder, int(self.source.height), int(self.source.width),
+                                 int(self.source.n_frames))
+        return self._run
+
+    def _store_propagated(self, frame) -> None:
+        """Write one propagated frame's masks, never over a USER or CORRECTED one; pixels
+        another object is annotated with on this frame stay that object's."""
+        with self._lock:
+            others = [o for o in self.objects if o not in frame.masks
+                      and (self.masks.provenance(o, frame.t) or Provenance.PROPAGATED).is_annotation]
+            claimed = None
+            for o in others:
+                m = self.masks.get(o, frame.t)
+                claimed = m if claimed is None else claimed | m
+            for obj, mask in frame.masks.items():
+                if claimed is not None:
+                    mask = mask & ~claimed
+                prov = self.masks.provenance(obj, frame.t)
+                if prov is None or prov is Provenance.PROPAGATED:  # the user may have clicked meanwhile
+                    conf = frame.confidence.get(obj)
+                    self.masks.set(obj, frame.t, mask, Provenance.PROPAGATED, None if conf is None else float(conf))
+                    self._bases.delete(obj, frame.t)
+
+    def _tune(self, frames: Mapping[int, np.ndarray], config) -> Generator[Progress, None, Any]:
+        """One object's tuning on {t: mask} (OSVOS), each frame decoded alone."""
+        from .propagators.osvos import OSVOS
+
+        return (yield from OSVOS(config, parent=self._parent_net).tune(self.source, {0: frames}))
 
     def frame_scores(self, obj) -> dict[int, float]:
         """Quality score of every frame that has a mask (higher = better)."""
