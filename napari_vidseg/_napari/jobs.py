@@ -16,24 +16,6 @@ import numpy as np
 
 from ..types import Interactions, Progress, Provenance
 
-#: Set while a widget job runs, so that the scripting hooks (script.py) know the
-#: widget itself is calling and will draw the result.
-IN_WIDGET = threading.local()
-
-
-@contextlib.contextmanager
-def widget_call():
-    IN_WIDGET.active = True
-    try:
-        yield
-    finally:
-        IN_WIDGET.active = False
-
-
-def in_widget_call() -> bool:
-    return bool(getattr(IN_WIDGET, "active", False))
-
-
 def _lock(session):
     # The session serialises its verbs with its own lock; reads of the mask
     # store from a second thread take it too so they never see a half-written frame.
@@ -69,19 +51,18 @@ def sync_interactions(session, t: int, obj: int, wanted: Interactions, request: 
     correction loop); anything else (a moved or deleted point) re-segments the
     frame from its starting point with the full list.
     """
-    with widget_call():
-        have = session.interactions.get((obj, t)) or Interactions()
-        if wanted.clicks == have.clicks and wanted.strokes == have.strokes:
-            pass
-        elif not wanted:
-            while session.interactions.get((obj, t)):
-                session.undo_interaction(t, obj)
-        elif _is_prefix(have.clicks, wanted.clicks) and _is_prefix(have.strokes, wanted.strokes):
-            extra = Interactions(wanted.clicks[len(have.clicks):], wanted.strokes[len(have.strokes):])
-            session.add_interactions(t, obj, extra)
-        else:
-            session.add_interactions(t, obj, wanted.copy(), replace=True)
-        return _update(session, obj, t, request)
+    have = session.interactions.get((obj, t)) or Interactions()
+    if wanted.clicks == have.clicks and wanted.strokes == have.strokes:
+        pass
+    elif not wanted:
+        while session.interactions.get((obj, t)):
+            session.undo_interaction(t, obj)
+    elif _is_prefix(have.clicks, wanted.clicks) and _is_prefix(have.strokes, wanted.strokes):
+        extra = Interactions(wanted.clicks[len(have.clicks):], wanted.strokes[len(have.strokes):])
+        session.add_interactions(t, obj, extra)
+    else:
+        session.add_interactions(t, obj, wanted.copy(), replace=True)
+    return _update(session, obj, t, request)
 
 
 def _update(session, obj: int, t: int, request: int) -> FrameUpdate:
@@ -90,15 +71,13 @@ def _update(session, obj: int, t: int, request: int) -> FrameUpdate:
 
 
 def undo(session, t: int, obj: int, request: int = 0) -> FrameUpdate:
-    with widget_call():
-        session.undo_interaction(t, obj)
-        return _update(session, obj, t, request)
+    session.undo_interaction(t, obj)
+    return _update(session, obj, t, request)
 
 
 def redo(session, t: int, obj: int, request: int = 0) -> FrameUpdate:
-    with widget_call():
-        session.redo_interaction(t, obj)
-        return _update(session, obj, t, request)
+    session.redo_interaction(t, obj)
+    return _update(session, obj, t, request)
 
 
 @dataclass
@@ -120,34 +99,32 @@ def store_painted(session, frames: dict[int, np.ndarray], objects: list[int]) ->
     with a label that is no object belong to no object.
     """
     changed, unknown = set(), set()
-    with widget_call():
-        for t, label_image in frames.items():
-            unknown |= {int(v) for v in np.unique(label_image) if v and int(v) not in session.objects}
-            for obj in objects:
-                if obj not in session.objects:
+    for t, label_image in frames.items():
+        unknown |= {int(v) for v in np.unique(label_image) if v and int(v) not in session.objects}
+        for obj in objects:
+            if obj not in session.objects:
+                continue
+            new = label_image == obj
+            with _lock(session):
+                old = session.masks.get(obj, t)
+                if old is None and not new.any():
                     continue
-                new = label_image == obj
-                with _lock(session):
-                    old = session.masks.get(obj, t)
-                    if old is None and not new.any():
-                        continue
-                    if old is not None and np.array_equal(old, new):
-                        continue
-                    prov = session.masks.provenance(obj, t)
-                    keep = Provenance.CORRECTED if prov in (Provenance.PROPAGATED, Provenance.CORRECTED) \
-                        else Provenance.USER
-                    session.set_mask(t, obj, new, keep)
-                changed.add(int(t))
-        labels = {int(t): frame_labels(session, t) for t in frames}
+                if old is not None and np.array_equal(old, new):
+                    continue
+                prov = session.masks.provenance(obj, t)
+                keep = Provenance.CORRECTED if prov in (Provenance.PROPAGATED, Provenance.CORRECTED) \
+                    else Provenance.USER
+                session.set_mask(t, obj, new, keep)
+            changed.add(int(t))
+    labels = {int(t): frame_labels(session, t) for t in frames}
     return PaintStored(sorted(changed), labels, sorted(unknown))
 
 
 def remove_object(session, obj: int) -> dict[int, np.ndarray]:
     """Delete an object; returns the new label images of the frames it was on."""
-    with widget_call():
-        frames = list(session.masks.frames(obj))
-        session.remove_object(obj)
-        return {t: frame_labels(session, t) for t in frames}
+    frames = list(session.masks.frames(obj))
+    session.remove_object(obj)
+    return {t: frame_labels(session, t) for t in frames}
 
 
 def propagate(session, obj: int, config=None, cancel: threading.Event | None = None):
@@ -156,15 +133,13 @@ def propagate(session, obj: int, config=None, cancel: threading.Event | None = N
     Stops (closing the library generator, which keeps the frames done) as soon as
     `cancel` is set.  Returns True when it ran to the end.
     """
-    with widget_call():
-        job = session.propagate(obj, config)
+    job = session.propagate(obj, config)
     try:
         while True:
-            with widget_call():
-                try:
-                    p = next(job)
-                except StopIteration:
-                    return True
+            try:
+                p = next(job)
+            except StopIteration:
+                return True
             yield p
             if cancel is not None and cancel.is_set():
                 return False
@@ -182,10 +157,9 @@ class FrameQuality:
 
 
 def frame_quality(session, obj: int, k: int = 10) -> FrameQuality:
-    with widget_call():
-        worst = session.worst_frames(obj, k)
-        scores = session.frame_scores(obj)
-        annotated = sorted(session.masks.annotated(obj))
+    worst = session.worst_frames(obj, k)
+    scores = session.frame_scores(obj)
+    annotated = sorted(session.masks.annotated(obj))
     return FrameQuality([(int(t), float(scores.get(t, float("nan")))) for t in worst],
                         {int(t): float(v) for t, v in scores.items()}, [int(t) for t in annotated])
 
@@ -214,16 +188,14 @@ def export(session, plan: ExportPlan, cancel: threading.Event | None = None):
                  background=plan.background)]
     jobs += [dict(sticker=folder / f"{stem}{suffix}") for suffix in more]
     for kwargs in jobs:
-        with widget_call():
-            gen = session.export(obj=plan.obj, **kwargs)
+        gen = session.export(obj=plan.obj, **kwargs)
         try:
             while True:
-                with widget_call():
-                    try:
-                        p = next(gen)
-                    except StopIteration as stop:
-                        result = stop.value or {}
-                        break
+                try:
+                    p = next(gen)
+                except StopIteration as stop:
+                    result = stop.value or {}
+                    break
                 yield p
                 if cancel is not None and cancel.is_set():
                     return written

@@ -13,26 +13,20 @@
     napari.run()
 
 Whatever the script does to the session (clicks, undo, objects, painted masks,
-propagation) shows up in the viewer: attach() hooks the session's verbs so that
-each change redraws the widget's layers.  Called on the GUI thread (a plain
-script or IPython with ``%gui qt``) the viewer repaints after each change and
-after each propagated frame, so the user watches the work happen; called from
-another thread, the redraw is queued to the GUI thread.
+propagation) shows up in the viewer: the widget listens to the session's
+signals (VideoSession.mask_changed, interactions_changed, objects_changed) and
+redraws what changed; signals from another thread are queued to the GUI thread.
+Called on the GUI thread (a plain script or IPython with ``%gui qt``) the viewer
+also repaints after each change and each propagated frame, so the user watches
+the work happen.
 """
 from __future__ import annotations
 
-import functools
 import threading
 from pathlib import Path
 
 from ..types import InputError
-from . import jobs
 from .llvm_guard import keep_triton_out
-
-#: session verbs that change what the layers show: name -> where (frame, object) sit in the args
-_FRAME_VERBS = ("add_interactions", "correct", "undo_interaction", "redo_interaction", "set_mask")
-_OBJECT_VERBS = ("add_object", "remove_object", "rename_object")
-
 
 def attach(viewer, video, session_folder=None):
     """Open `video` in `viewer`, dock the vidseg widget on it and return its VideoSession.
@@ -49,7 +43,8 @@ def attach(viewer, video, session_folder=None):
     widget = VidSegWidget(viewer, session_folder=session_folder)
     viewer.window.add_dock_widget(widget, name="Video object segmentation", area="right")
     session = widget.bind(layer, folder=session_folder)
-    _hook(session, widget)
+    session._vidseg_widget = widget
+    _repaint_after_changes(session)
     return session
 
 
@@ -99,90 +94,17 @@ def _reader_missing(exc: Exception) -> bool:
     return "napari-vidseg" in text and ("plugin" in text or "reader" in text)
 
 
-class _Redraw:
-    """Carries 'frame t of object obj changed' to the GUI thread."""
+def _repaint_after_changes(session) -> None:
+    """A script on the GUI thread blocks Qt's event loop between its calls: let the viewer
+    draw each change as it happens (the widget's own slots did the redrawing already)."""
+    from qtpy.QtWidgets import QApplication
 
-    def __init__(self, widget):
-        from qtpy.QtCore import QObject, Signal
+    gui = threading.current_thread()
 
-        class Notifier(QObject):
-            changed = Signal(int, int)
-
-        self.widget = widget
-        self.notifier = Notifier()
-        self.notifier.changed.connect(self._redraw)
-        self._gui_thread = threading.current_thread()
-
-    def _redraw(self, t: int, obj: int) -> None:
-        self.widget.sync_from_session(None if t < 0 else t, None if obj < 0 else obj)
-
-    def __call__(self, t: int | None, obj: int | None) -> None:
-        self.notifier.changed.emit(-1 if t is None else int(t), -1 if obj is None else int(obj))
-        if threading.current_thread() is self._gui_thread:
-            # a script on the GUI thread: let the viewer repaint before the next call
-            from qtpy.QtWidgets import QApplication
-
+    def repaint(*_):
+        if threading.current_thread() is gui:
             QApplication.processEvents()
 
-
-def _frame_and_obj(args, kwargs):
-    t = kwargs.get("t", args[0] if args else None)
-    obj = kwargs.get("obj", args[1] if len(args) > 1 else None)
-    return t, obj
-
-
-def _hook(session, widget) -> None:
-    """Make the session's verbs redraw the widget when a script (not the widget) calls them."""
-    redraw = _Redraw(widget)
-    session._vidseg_widget = widget
-    session._vidseg_redraw = redraw  # keeps the Qt notifier alive with the session
-
-    def frame_verb(fn):
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            keep_triton_out()  # a script's torch work runs in the viewer's process too
-            result = fn(*args, **kwargs)
-            if not jobs.in_widget_call():
-                redraw(*_frame_and_obj(args, kwargs))
-            return result
-        return wrapper
-
-    def object_verb(fn):
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            result = fn(*args, **kwargs)
-            if not jobs.in_widget_call():
-                redraw(None, None)
-            return result
-        return wrapper
-
-    def propagate_verb(fn):
-        @functools.wraps(fn)
-        def wrapper(obj, *args, **kwargs):
-            keep_triton_out()  # anything that imports torch._dynamo would import triton (see llvm_guard)
-            gen = fn(obj, *args, **kwargs)
-            if jobs.in_widget_call():
-                return gen
-            return _watched(gen, obj, redraw)
-        return wrapper
-
-    for name in _FRAME_VERBS:
-        setattr(session, name, frame_verb(getattr(session, name)))
-    for name in _OBJECT_VERBS:
-        setattr(session, name, object_verb(getattr(session, name)))
-    session.propagate = propagate_verb(session.propagate)
-
-
-def _watched(gen, obj, redraw):
-    """Pass a propagation's progress through, redrawing each finished frame."""
-    try:
-        while True:
-            try:
-                p = next(gen)
-            except StopIteration as stop:
-                return stop.value
-            if getattr(p, "frame", None) is not None and p.stage == "propagate":
-                redraw(p.frame, obj)
-            yield p
-    finally:
-        gen.close()
+    for signal in (session.mask_changed, session.interactions_changed, session.objects_changed):
+        signal.connect(repaint)
+    session._vidseg_repaint = repaint  # psygnal holds slots weakly where it can: keep this one

@@ -23,6 +23,7 @@ import numpy as np
 from magicgui.widgets import (CheckBox, ComboBox, Container, FileEdit, Label, LineEdit, ProgressBar,
                               PushButton, RadioButtons, Select)
 from qtpy.QtCore import QTimer
+from superqt.utils import ensure_main_thread
 
 from ..types import InputError, Interactions
 from . import jobs
@@ -343,6 +344,7 @@ class VidSegWidget(Container):
             raise InputError(f"the session's video is {session.source.n_frames}x{session.source.height}x"
                              f"{session.source.width} but layer {layer.name!r} has shape {shape}")
         self._unbind_layers()
+        self._follow(None)
         self.session = session
         self.video_layer = layer
         if self.video_combo.value != layer:
@@ -351,6 +353,7 @@ class VidSegWidget(Container):
         if not session.objects:
             session.add_object()
         self._make_layers(layer)
+        self._follow(session)
         self._refresh_objects()
         self._restore_layers()
         self._set_enabled(True)
@@ -432,6 +435,58 @@ class VidSegWidget(Container):
             L.restore_interactions(self.points_layer, self.shapes_layer, self.session.interactions)
         finally:
             self._syncing = False
+
+    # -- following the session (its signals; a script may change it too) ---------------
+    def _follow(self, session) -> None:
+        """Listen to `session`'s signals (None: stop listening to the current one)."""
+        if session is None:
+            if self.session is not None:
+                for signal, slot in self._session_slots():
+                    signal.disconnect(slot)
+            return
+        for signal, slot in self._session_slots(session):
+            signal.connect(slot)
+
+    def _session_slots(self, session=None):
+        s = session or self.session
+        return ((s.mask_changed, self._on_mask_changed), (s.interactions_changed, self._on_interactions_changed),
+                (s.objects_changed, self._on_objects_changed))
+
+    @ensure_main_thread
+    def _on_mask_changed(self, t: int, objects: tuple) -> None:
+        self.show_frames([t])
+
+    @ensure_main_thread
+    def _on_interactions_changed(self, t: int, obj: int) -> None:
+        """Show the session's clicks and strokes of (obj, t), unless the widget has work of its
+        own queued for that frame (its result redraws them; the layers may hold newer clicks)."""
+        if self.session is None or self.points_layer is None or self.busy:
+            return
+        inter = self.session.interactions.get((obj, t)) or Interactions()
+        self._syncing = True
+        try:
+            if L.layers_to_interactions(self.points_layer, None, t, obj).clicks != inter.clicks:
+                L.set_frame_clicks(self.points_layer, t, obj, inter.clicks)
+            if L.shapes_to_strokes(self.shapes_layer, t, obj) != inter.strokes:
+                L.set_frame_strokes(self.shapes_layer, t, obj, inter.strokes)
+        finally:
+            self._syncing = False
+
+    @ensure_main_thread
+    def _on_objects_changed(self) -> None:
+        if self.session is None:
+            return
+        self._refresh_objects(select=self.current_object)
+        shown = {o for _, o, _ in L.iter_clicks(self.points_layer)} | \
+            {o for _, o, _ in L.iter_strokes(self.shapes_layer)}
+        gone = shown - set(self.session.objects)
+        self._syncing = True
+        try:
+            for obj in gone:
+                self._drop_layer_entries(obj)
+        finally:
+            self._syncing = False
+        self.show_frames()
 
     # -- objects -------------------------------------------------------------------------
     def _refresh_objects(self, select: int | None = None) -> None:
@@ -658,32 +713,14 @@ class VidSegWidget(Container):
                 L.set_frame_strokes(self.shapes_layer, up.t, up.obj, up.interactions.strokes)
         finally:
             self._syncing = False
-        self.write_labels(up.t, up.labels, undoable=True)
+        # The masks layer reads the frame from the session. A click's result is not put in
+        # napari's history of the masks layer: clicks are undone on the clicks layer (the
+        # session's own undo gives back exactly the mask shown before).
+        self.show_frames([up.t])
         area = int((up.labels == up.obj).sum())
         self.status.value = f"Frame {up.t}: object {up.obj} covers {area} px."
 
     # -- labels layer -------------------------------------------------------------------
-    def write_labels(self, t: int, labels: np.ndarray, undoable: bool = True) -> None:
-        """Show frame t's label image as the session holds it; only changed pixels are written.
-
-        undoable: through ``data_setitem``, so napari's own Ctrl+Z on the masks layer can
-        take a click's result back (what it restores is then stored as a painted edit).
-        Otherwise the frame is simply read again from the session.
-        """
-        layer = self.labels_layer
-        if layer is None:
-            return
-        if not undoable:
-            self.show_frames([t])
-            return
-        new = np.asarray(labels).astype(self.volume.dtype)
-        diff = self.volume[t] != new
-        if not diff.any():
-            return
-        rows, cols = np.nonzero(diff)
-        with self.volume.quiet():  # the session already holds this: not an edit to store
-            layer.data_setitem((np.full(rows.shape, t), rows, cols), new[rows, cols])
-
     def show_frames(self, frames=None) -> None:
         """The session changed these frames (None: all): the masks layer reads them again."""
         if self.labels_layer is None:

@@ -14,7 +14,6 @@ Edited frames are pinned in memory until the owner has stored them
 """
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections import OrderedDict
 from typing import Callable, Iterable
@@ -28,8 +27,9 @@ class LabelVolume:
     """Lazy (T, H, W) label images.
 
     frame_labels(t) -> (H, W) label image of frame t (what the session holds).
-    on_write(frames) is called after a write that was not made inside ``quiet()``,
-    with the sorted frames it touched.
+    on_write(frames) is called after each write with the sorted frames it touched
+    (napari writes only what the user does: the owner shows the session's changes by
+    ``invalidate``-ing frames, which napari then reads again).
     """
 
     def __init__(self, frame_labels: Callable[[int], np.ndarray], shape: tuple[int, int, int],
@@ -41,7 +41,6 @@ class LabelVolume:
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._cache_frames = max(1, int(cache_frames))
         self._edited: dict[int, int] = {}  # frame -> edit count, pinned until settled
-        self._quiet = 0
         self._lock = threading.RLock()  # reads may come from a worker (export of the layer)
 
     # -- the array protocol napari needs -----------------------------------------------
@@ -108,10 +107,9 @@ class LabelVolume:
                 t = _frame_index(t_key, self.shape[0])
                 self._writable(t)[rest] = value
                 touched = [t]
-            if not self._quiet:
-                for t in touched:
-                    self._edited[t] = self._edited.get(t, 0) + 1
-        if touched and not self._quiet and self.on_write is not None:
+            for t in touched:
+                self._edited[t] = self._edited.get(t, 0) + 1
+        if touched and self.on_write is not None:
             self.on_write(sorted(set(touched)))
 
     def __array__(self, dtype=None, copy=None):
@@ -153,15 +151,6 @@ class LabelVolume:
             if victim is None:
                 return
             del self._cache[victim]
-
-    @contextlib.contextmanager
-    def quiet(self):
-        """Writes made inside are the owner's own (showing what the session holds): not reported."""
-        self._quiet += 1
-        try:
-            yield
-        finally:
-            self._quiet -= 1
 
     def invalidate(self, frames: Iterable[int] | None = None) -> None:
         """The session changed these frames (None: all): read them again when asked.
