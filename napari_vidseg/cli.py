@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval-correction": ("napari_vidseg.eval.correction", "worst-frame correction benchmark (the paper's Table 3)"),
     "bench-video": ("napari_vidseg.commands.bench_video", "lazy video reading benchmark against raw ffmpeg"),
     "bench-memory": ("napari_vidseg.commands.bench_memory", "peak memory of propagation through a long synthetic video"),
+    "bench-widget": ("napari_vidseg._napari.bench_widget", "peak memory of napari with the widget docked on a long video (needs a display)"),
     "bench": ("napari_vidseg.commands.bench", "benchmarks that print JSON: objects (many objects in one pass)"),
 }
 
