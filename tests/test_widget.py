@@ -446,3 +446,31 @@ def test_real_predictor_segments_the_sample_clip(make_napari_viewer, qtbot):
     wait_idle(qtbot, w, timeout=600_000)
     assert "Error" not in w.status.value, w.status.value
     assert iou(w.labels_layer.data[0] == 1, truth[0]) > 0.6
+
+
+def test_new_object_per_click_many_objects_and_the_object_list(widget_on_video, qtbot):
+    viewer, w = widget_on_video
+    w.new_per_click.value = True
+    w.points_layer.add([[0, 24, 20]])  # the first object takes the first click
+    w.points_layer.add([[0, 6, 58]])  # a burst: a second spot, before the first is segmented
+    wait_idle(qtbot, w)
+    assert sorted(w.session.objects) == [1, 2]
+    assert w.labels_layer.data[0, 24, 20] == 1 and w.labels_layer.data[0, 6, 58] == 2
+    assert w.current_object == 2
+    w.points_layer.add([[0, 22, 18]])  # on object 1: selects and refines it, no new object
+    wait_idle(qtbot, w)
+    assert sorted(w.session.objects) == [1, 2] and w.current_object == 1
+    assert len(w.session.interactions[(1, 0)].clicks) == 2
+    w._toggle_polarity_key()  # negative clicks refine the selected object
+    w.points_layer.add([[0, 40, 5]])
+    wait_idle(qtbot, w)
+    assert sorted(w.session.objects) == [1, 2]
+    assert [c.positive for c in w.session.interactions[(1, 0)].clicks] == [True, True, False]
+    # finding objects by name, and going to an object's first frame
+    w.rename_object("left cell")
+    w.object_filter.value = "left"
+    assert [v for _, v in w._object_choices()] == [1]
+    w.object_filter.value = ""
+    w.set_frame(5)
+    w.go_to_first_frame()
+    assert w.current_frame == 0

@@ -161,6 +161,14 @@ class VidSegWidget(Container):
                                      tooltip="Clicks and strokes go to the selected object (one label id each)")
         self.add_obj_btn = PushButton(text="Add object")
         self.del_obj_btn = PushButton(text="Delete")
+        self.object_filter = LineEdit(label="Find", tooltip="Show only the objects whose number or name contains "
+                                                            "this text (for videos with many objects)")
+        self.first_frame_btn = PushButton(text="Go to its first frame",
+                                          tooltip="Move the time slider to the selected object's first mask")
+        self.new_per_click = CheckBox(text="New object per click", value=False,
+                                      tooltip="Many alike objects (cells, animals): a positive click on a spot no "
+                                              "object covers starts a new object; a click on an object selects "
+                                              "it and refines it; negative clicks refine the selected one")
         self.name_edit = LineEdit(label="Name", tooltip="Type a name and press Rename")
         self.rename_btn = PushButton(text="Rename")
         self.polarity = RadioButtons(label="Clicks", choices=["positive", "negative"], value="positive",
@@ -213,7 +221,9 @@ class VidSegWidget(Container):
         self.extend([
             self.video_combo, self.start_btn, self.unusable,
             row(self.object_combo, self.add_obj_btn, self.del_obj_btn),
+            row(self.object_filter, self.first_frame_btn),
             row(self.name_edit, self.rename_btn),
+            self.new_per_click,
             self.polarity,
             row(self.undo_btn, self.redo_btn),
             self.status,
@@ -231,6 +241,8 @@ class VidSegWidget(Container):
         self.worst_list.native.setMaximumHeight(140)
         self.start_btn.changed.connect(self._start_clicked)
         self.add_obj_btn.changed.connect(lambda: self.add_object())
+        self.object_filter.changed.connect(lambda _v: self._refresh_objects(select=self.current_object))
+        self.first_frame_btn.changed.connect(lambda: self.go_to_first_frame())
         self.del_obj_btn.changed.connect(lambda: self.delete_object())
         self.rename_btn.changed.connect(lambda: self.rename_object(self.name_edit.value))
         self.object_combo.changed.connect(self._object_changed)
@@ -255,6 +267,7 @@ class VidSegWidget(Container):
 
     def _set_enabled(self, on: bool) -> None:
         for w in (self.object_combo, self.add_obj_btn, self.del_obj_btn, self.name_edit, self.rename_btn,
+                  self.object_filter, self.first_frame_btn, self.new_per_click,
                   self.polarity, self.undo_btn, self.redo_btn, self.quality, self.self_train, self.refine,
                   self.propagate_btn, self.worst_list, self.correct_btn, self.export_dir, self.export_what,
                   self.background, self.export_btn):
@@ -266,7 +279,13 @@ class VidSegWidget(Container):
     def _object_choices(self, _widget=None):
         if self.session is None:
             return []
-        return [(f"{o.id}: {o.name}", o.id) for o in sorted(self.session.objects.values(), key=lambda o: o.id)]
+        text = (self.object_filter.value or "").strip().lower() if hasattr(self, "object_filter") else ""
+        objects = sorted(self.session.objects.values(), key=lambda o: o.id)
+        shown = [o for o in objects if not text or text in f"{o.id}: {o.name}".lower()]
+        selected = self.object_combo.value if hasattr(self, "object_combo") else None
+        if selected in self.session.objects and selected not in {o.id for o in shown}:
+            shown.append(self.session.objects[selected])  # the selected object stays selectable
+        return [(f"{o.id}: {o.name}", o.id) for o in shown]
 
     def _layers_changed(self, event=None) -> None:
         """Offer every usable image layer (the first one picked when none is), and say why
@@ -589,6 +608,8 @@ class VidSegWidget(Container):
         if action == "added":
             n = len(lay.data)
             indices = [i + n if i < 0 else i for i in indices]
+            if self.new_per_click.value and _is_points(lay) and self.positive and not _shift_held():
+                self._pick_object_for_click(lay, indices[-1] if indices else -1)
             self._style_new_entries(lay, indices)
             outside = self._outside(lay, indices)
             keys = self._keys_of(lay, [i for i in indices if i not in outside])
@@ -614,6 +635,39 @@ class VidSegWidget(Container):
             obj = int(feats["object"].iloc[i]) if "object" in feats else int(self.current_object or 1)
             keys.add((obj, t))
         return keys
+
+    def _pick_object_for_click(self, lay, i: int) -> None:
+        """New-object-per-click mode: the object a positive click goes to. On a spot no object
+        covers: a new object; on an object: that object (selected, the click refines it)."""
+        if not 0 <= i < len(lay.data):
+            return
+        t, row, col = (int(round(v)) for v in np.asarray(lay.data[i], float)[-3:])
+        T, H, W = self.session.source.n_frames, self.session.source.height, self.session.source.width
+        if not (0 <= t < T and 0 <= row < H and 0 <= col < W):
+            return  # outside: _outside removes it
+        under = int(self.volume[t, row, col])
+        if under and under in self.session.objects:
+            if under != self.current_object:
+                self._refresh_objects(select=under)
+            return
+        cur = self.current_object
+        # The selected object is free only if nothing is on it yet: no mask, and no click in the layer
+        # (clicks waiting for their segmentation count: a quick burst on several cells makes several objects).
+        others = np.delete(np.asarray(lay.features["object"]), i) if "object" in lay.features else []
+        has_work = cur is not None and (bool(self.session.masks.frames(cur)) or bool(np.any(others == cur)))
+        if has_work or cur is None:
+            self.add_object()  # selects it
+
+    def go_to_first_frame(self) -> None:
+        obj = self.current_object
+        if self.session is None or obj is None:
+            return
+        frames = self.session.masks.frames(obj)
+        clicked = [t for (o, t) in self.session.interactions if o == obj]
+        if not frames and not clicked:
+            show_info(f"object {obj} has no mask and no click yet")
+            return
+        self.set_frame(min(list(frames) + clicked))
 
     def _outside(self, lay, indices) -> list[int]:
         """New entries off the video (a click beside the frame, past its last frame): they are
