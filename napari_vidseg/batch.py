@@ -292,12 +292,16 @@ def close(client) -> None:
         cluster.close()
 
 
-def run_manifest(entries: list[Entry], client, networks: Callable | None = None,
-                 force: bool = False) -> Generator[Progress, None, list[dict]]:
+def run_manifest(entries: list[Entry], client, networks: Callable | None = None, force: bool = False,
+                 split: int | None = None) -> Generator[Progress, None, list[dict]]:
     """Run the entries' jobs on the cluster (build_jobs first); yields a Progress
     per finished video; returns the summary rows in manifest order. Finished
-    videos are skipped (status "skipped") unless `force`."""
+    videos are skipped (status "skipped") unless `force`. split: videos longer
+    than this many frames are fitted once and propagated in ranges of that many
+    frames on several workers (video/split.py)."""
     from distributed import as_completed
+
+    from .video import split as sp
 
     rows: list[dict | None] = [None] * len(entries)
     futures = {}
@@ -306,20 +310,38 @@ def run_manifest(entries: list[Entry], client, networks: Callable | None = None,
             rows[i] = _row(e, "failed", e.error or "not run")
         elif not force and finished(e.job):
             rows[i] = _row(e, "skipped", "", _done_row(e.job))
+        elif split:
+            futures[_submit(client, sp.prepare, e, e.job.to_json(), networks, split)] = ("prepare", i)
         else:
-            # pure=False: a re-run after --force, or of a changed input, is a new task
-            f = client.submit(run_entry, e.job.to_json(), networks, pure=False, key=f"vidseg-{e.name}-{time.time_ns()}")
-            futures[f] = i
+            futures[_submit(client, run_entry, e, e.job.to_json(), networks)] = ("video", i)
     total = len(futures)
     yield Progress("batch", 0, total)
-    for done, f in enumerate(as_completed(list(futures)), 1):
-        i = futures[f]
+    done = 0
+    pending = as_completed(list(futures))
+    for f in pending:
+        kind, i = futures.pop(f)
         try:
-            rows[i] = f.result()
+            result = f.result()
         except Exception as err:  # noqa: BLE001  (e.g. the task's workers kept dying: KilledWorker)
-            rows[i] = _row(entries[i], "failed", one_line(err))
+            result = _row(entries[i], "failed", one_line(err))
+        if kind == "prepare" and "row" not in result and result.get("status") != "failed":
+            # fitted: the ranges on any workers (the state is sent once to each), then one finalize
+            parts = [_submit(client, sp.propagate_range, entries[i], f, a, b, tag=f"range-{a}")
+                     for a, b in result["ranges"]]
+            fin = _submit(client, sp.finalize, entries[i], f, *parts, networks=networks, tag="finalize")
+            futures[fin] = ("video", i)
+            pending.add(fin)
+            continue
+        rows[i] = result.get("row", result)
+        done += 1
         yield Progress("batch", done, total, message=f"{entries[i].name}: {rows[i]['status']}")
     return [r for r in rows if r is not None]
+
+
+def _submit(client, fn, entry: Entry, *args, tag: str = "", **kwargs):
+    # pure=False and a unique key: a re-run (after --force, or of changed inputs) is a new task
+    key = f"vidseg-{entry.name}-{tag or fn.__name__}-{time.time_ns()}"
+    return client.submit(fn, *args, pure=False, key=key, **kwargs)
 
 
 def _done_row(job) -> dict:

@@ -218,3 +218,34 @@ def test_worker_networks_are_loaded_once(monkeypatch):
     a = batch.worker_networks(loader)
     b = batch.worker_networks(loader)
     assert a is b and len(calls) == 1
+
+
+def test_long_video_split_over_workers_equals_segment(tmp_path, client, monkeypatch):
+    """Tuned once, propagated in ranges of 4 frames on both workers, into one session:
+    the same masks as segment's one pass; a re-run skips it; a session that lost a
+    range's masks mid-run gets exactly those back."""
+    clip(tmp_path / "long", T=14, shift=2)
+    (tmp_path / "c.csv").write_text("frame,x,y,positive,object\n0,20,24,1,1\n9,38,24,1,1\n5,30,24,1,2\n")
+    (tmp_path / "m.csv").write_text("video,clicks\nlong,c.csv\n")
+    out = tmp_path / "out"
+    rc, rows = run_batch(tmp_path / "m.csv", out, client, "--split", "4")
+    assert rc == 0 and rows["long"]["status"] == "done", rows
+    assert rows["long"]["computed"] == "14"  # every frame some object needs: each is annotated for one only
+    from napari_vidseg.video.session import VideoSession
+
+    parent, predictor = batch_fakes.fake_networks()
+    monkeypatch.setattr(VideoSession, "predictor", lambda self: predictor)
+    monkeypatch.setattr(VideoSession, "_parent_net", lambda self: parent)
+    ref = tmp_path / "ref"
+    assert cli.main(["segment", str(tmp_path / "long"), "--clicks", str(tmp_path / "c.csv"), "--out", str(ref),
+                     "--quiet", *STEPS]) == 0
+    got, want = pngs(out / "long"), pngs(ref)
+    assert list(got) == list(want) and len(got) == 14
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k], err_msg=k)
+    s = VideoSession.open(out / "long" / "session")
+    assert all(s.masks.confidence(o) for o in (1, 2))
+    assert not (out / "long" / "session" / "propagation-split").exists() or \
+        not any((out / "long" / "session" / "propagation-split").iterdir())
+    rc, rows = run_batch(tmp_path / "m.csv", out, client, "--split", "4")
+    assert rows["long"]["status"] == "skipped"

@@ -28,6 +28,9 @@ def configure(parser) -> None:
     parser.add_argument("--preset", default=None, help="the method's preset (osvos: default, fast, quality)")
     parser.add_argument("--steps", type=int, help="fine-tuning steps (default: the library's)")
     parser.add_argument("--input-size", type=int, help="long side frames are resized to for tuning and propagation")
+    parser.add_argument("--split", type=int, metavar="FRAMES",
+                        help="videos longer than FRAMES frames: tune once, then propagate ranges of FRAMES frames "
+                             "on several workers (methods that go frame by frame: split at annotated frames)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -47,6 +50,8 @@ def run(args, networks=None) -> int:
 
     if args.workers is not None and args.workers < 1:
         raise InputError("--workers must be >= 1")
+    if args.split is not None and args.split < 1:
+        raise InputError("--split must be >= 1 frame")
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
     entries = batch.read_manifest(args.manifest)
     batch.build_jobs(entries, args.out, method=args.method, preset=args.preset, options=options_of(args),
@@ -58,7 +63,8 @@ def run(args, networks=None) -> int:
     try:
         n = len(client.nthreads())
         say(f"dask: {n} worker(s) at {client.scheduler.address}; dashboard: {client.dashboard_link}")
-        rows = drain(batch.run_manifest(entries, client, networks=networks, force=args.force), quiet=args.quiet)
+        rows = drain(batch.run_manifest(entries, client, networks=networks, force=args.force,
+                                                 split=args.split), quiet=args.quiet)
     finally:
         batch.close(client)
     path = batch.write_summary(args.out / "summary.csv", rows)
