@@ -35,7 +35,8 @@ from typing import Any, Callable, Generator, Iterable
 from .types import InputError, Progress
 
 COLUMNS = ("video", "clicks", "session", "reuse", "name")
-SUMMARY_COLUMNS = ("video", "name", "objects", "frames", "computed", "seconds", "status", "error")
+CONNECT_TIMEOUT = 10.0  # seconds to reach a --scheduler before giving up
+SUMMARY_COLUMNS = ("video", "name", "objects", "frames", "computed", "ranges", "seconds", "status", "error")
 DONE_FILE = "done.json"
 JOB_FILE = "job.json"
 
@@ -227,7 +228,8 @@ def run_entry(job_json: str, networks: Callable | None = None) -> dict:
 
     job = Job.from_json(job_json)
     folder = Path(job.outputs["masks"])
-    row = {"video": job.video, "name": folder.name, "objects": 0, "frames": 0, "computed": 0, "seconds": 0.0,
+    row = {"video": job.video, "name": folder.name, "objects": 0, "frames": 0, "computed": 0, "ranges": 0,
+           "seconds": 0.0,
            "status": "failed", "error": ""}
     t0 = time.perf_counter()
     try:
@@ -239,7 +241,7 @@ def run_entry(job_json: str, networks: Callable | None = None) -> dict:
         result = run_job(job, quiet=True, parent=parent, predictor=predictor)
         prop = result.get("propagation") or {}
         row.update(objects=len(result.get("objects", {})), frames=int(result.get("frames", 0)),
-                   computed=int(prop.get("computed", 0)), status="done")
+                   computed=int(prop.get("computed", 0)), ranges=1, status="done")
         atomic_write_bytes(folder / DONE_FILE, json.dumps({"key": inputs_key(job), "row": row}).encode(), fsync=True)
     except Exception as e:  # noqa: BLE001  (any failure of one video is its row's error)
         row["error"] = one_line(e)
@@ -267,7 +269,7 @@ def default_workers() -> int:
     return max(1, min(cores, by_memory))
 
 
-def connect(scheduler: str | None = None, workers: int | None = None, timeout: float = 10):
+def connect(scheduler: str | None = None, workers: int | None = None, timeout: float | None = None):
     """A dask Client: to the scheduler at `scheduler`, or to a new LocalCluster of
     `workers` processes (default: default_workers()). An unreachable scheduler is
     an InputError."""
@@ -275,7 +277,7 @@ def connect(scheduler: str | None = None, workers: int | None = None, timeout: f
 
     if scheduler:
         try:
-            return Client(scheduler, timeout=timeout)
+            return Client(scheduler, timeout=CONNECT_TIMEOUT if timeout is None else timeout)
         except (OSError, TimeoutError, ValueError) as e:
             raise InputError(f"cannot reach the dask scheduler at {scheduler}: {one_line(e)}") from None
     n = workers or default_workers()
@@ -354,7 +356,7 @@ def _done_row(job) -> dict:
 def _row(e: Entry, status: str, error: str, before: dict | None = None) -> dict:
     before = before or {}
     return {"video": e.video, "name": e.name, "objects": before.get("objects", 0), "frames": before.get("frames", 0),
-            "computed": 0, "seconds": 0.0, "status": status, "error": error}
+            "computed": 0, "ranges": 0, "seconds": 0.0, "status": status, "error": error}
 
 
 def write_summary(path, rows: Iterable[dict]) -> Path:
