@@ -15,6 +15,7 @@ from .types import InputError
 #: name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "segment": ("napari_vidseg.commands.segment", "segment a video from a CSV of clicks and export masks, sticker, composite"),
+    "batch": ("napari_vidseg.commands.batch", "segment the videos of a manifest on a dask.distributed cluster"),
     "sample": ("napari_vidseg.commands.sample", "write the bundled sample clip to a video file"),
     "eval-interactive": ("napari_vidseg.eval.interactive", "NoC benchmark of the interactive segmenter (or GrabCut) on an image set"),
     "eval-video": ("napari_vidseg.eval.video", "DAVIS J/F benchmark of one-shot video propagation"),

@@ -38,6 +38,7 @@ class Job:
     session: str | None = None  # a session folder: kept there, and re-opened and continued when it exists
     #: masks (folder), labels (.npy/.tif), sticker, composite (files), background (r,g,b or an image)
     outputs: dict[str, str] = field(default_factory=dict)
+    resume: bool = True  # False: propagate every frame again, even those an earlier run finished
     version: int = JOB_VERSION
 
     def check(self) -> None:
@@ -45,8 +46,8 @@ class Job:
 
         if not self.video:
             raise InputError("a job needs a video")
-        if not self.clicks and not self.masks:
-            raise InputError("a job needs clicks or masks to start from")
+        if not self.clicks and not self.masks and not self._has_session():
+            raise InputError("a job needs clicks, masks or an existing session folder to start from")
         unknown = sorted(set(self.outputs) - set(OUTPUTS))
         if unknown:
             raise InputError(f"unknown job output(s) {', '.join(unknown)} (known: {', '.join(OUTPUTS)})")
@@ -54,6 +55,9 @@ class Job:
             raise InputError("a job without outputs or a session folder would keep nothing")
         if self.propagate:
             propagators.make_config(self.method, preset=self.preset, **self.options)
+
+    def _has_session(self) -> bool:
+        return bool(self.session) and (Path(self.session) / "session.json").is_file()
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
@@ -89,10 +93,13 @@ def click_rows(job: Job):
     return rows
 
 
-def run_job(job: Job, quiet: bool = True, say: Callable[..., None] | None = None) -> dict:
+def run_job(job: Job, quiet: bool = True, say: Callable[..., None] | None = None, parent=None,
+            predictor=None) -> dict:
     """Run the job: the session (created, or re-opened), the annotations, the
     propagation of every object in one pass, the outputs. Returns what it wrote
-    and the propagation's {"computed", "skipped"} frames."""
+    and the propagation's {"computed", "skipped"} frames. parent, predictor: the
+    networks to use instead of loading the shipped ones (a batch worker keeps
+    them loaded across jobs)."""
     from .commands.segment import _background, apply_clicks, build_session
     from .io.masks import read_mask_png
     from .progress import drain
@@ -106,6 +113,14 @@ def run_job(job: Job, quiet: bool = True, say: Callable[..., None] | None = None
             Path(p).parent.mkdir(parents=True, exist_ok=True)
     rows = click_rows(job)
     session, ids = build_session(job.video, rows, None if job.session is None else Path(job.session))
+    if parent is not None:
+        session.set_parent(parent)
+    if predictor is not None:
+        session.set_predictor(predictor)
+    if not rows and not job.masks:  # a session folder's own annotations: every object annotated in it
+        ids = {o.name: o.id for o in session.objects.values() if session.masks.annotated(o.id)}
+        if not ids:
+            raise InputError(f"the session {job.session} has no annotated frame to start from")
     for name in job.masks:
         if name not in ids:
             by_name = {o.name: o.id for o in session.objects.values()}
@@ -116,13 +131,15 @@ def run_job(job: Job, quiet: bool = True, say: Callable[..., None] | None = None
     for name, per_frame in job.masks.items():
         for t, path in per_frame.items():
             session.set_mask(int(t), ids[name], read_mask_png(Path(path)) > 0)
-    result: dict[str, Any] = {"objects": {name: int(o) for name, o in ids.items()}}
+    result: dict[str, Any] = {"objects": {name: int(o) for name, o in ids.items()},
+                              "frames": int(session.source.n_frames)}
     if job.propagate:
         from .video import propagators
 
         config = propagators.make_config(job.method, preset=job.preset, **job.options)
         say(f"propagating {len(ids)} object(s)")
-        summary = drain(session.propagate(list(ids.values()), config, method=job.method), quiet=quiet) or {}
+        summary = drain(session.propagate(list(ids.values()), config, method=job.method,
+                                                      resume=job.resume), quiet=quiet) or {}
         say(f"propagation: computed {summary.get('computed', 0)} frames, "
             f"skipped {summary.get('skipped', 0)} already done")
         result["propagation"] = summary

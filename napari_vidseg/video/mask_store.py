@@ -58,6 +58,14 @@ def _save_png_atomic(path: Path, mask: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
+def write_png(root: Path, obj: int, t: int, mask: np.ndarray) -> None:
+    """Put (obj, t)'s mask PNG in place in the store at `root`, atomically, without
+    indexing it (MaskStore.record does, in the one process that owns the index)."""
+    path = Path(root) / "masks" / str(int(obj)) / f"{int(t):05d}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _save_png_atomic(path, np.asarray(mask, bool))
+
+
 def _load_png(path: Path) -> np.ndarray:
     with Image.open(path) as im:
         a = np.asarray(im)
@@ -249,6 +257,18 @@ class MaskStore:
             self._index[key] = (provenance, conf)
             self._log({"op": "set", "obj": obj, "t": t, "p": provenance.value, "c": conf})
             self._cache_put(key, m)
+
+    def record(self, obj: int, t: int, provenance: Provenance, confidence: float | None = None) -> None:
+        """Index the PNG another process put in place (write_png) for (obj, t); a
+        missing PNG is an error. Split runs: workers write PNGs, one process indexes them."""
+        t, obj = self._check_t(t), int(obj)
+        if self.root is None or not self._png(obj, t).is_file():
+            raise InputError(f"no mask file for object {obj} on frame {t} to record")
+        with self._lock:
+            self._index[(obj, t)] = (Provenance(provenance), None if confidence is None else float(confidence))
+            self._log({"op": "set", "obj": obj, "t": t, "p": Provenance(provenance).value,
+                       "c": None if confidence is None else float(confidence)})
+            self._cache.pop((obj, t), None)
 
     def delete(self, obj: int, t: int) -> None:
         """Forget the mask of (obj, t), if any."""

@@ -83,6 +83,12 @@ class MemoryCheckpoint:
 class Propagator:
     """Base class of the propagation methods; see the module docstring."""
 
+    #: How one long video may be split over workers after one fit (video/split.py): "frames" (any frame
+    #: ranges, each started `split_warmup` frames early: a mask depends on the frames before it only that
+    #: far), "anchors" (only at annotated frames: the method goes frame by frame), None (not at all).
+    split: str | None = "anchors"
+    split_warmup: int = 0
+
     def __init__(self, config, parent=None, refiner=None):
         self.config = config
         self._parent = parent  # a network, or a callable that loads it (methods that need one)
@@ -101,6 +107,24 @@ class Propagator:
     def predict(self, source, annotated: Mapping, frames: list[int]) -> Generator[Any, None, None]:
         """Yield an ObjectsFrame (then a Progress) for every frame some object needs."""
         raise NotImplementedError
+
+    def fit_for_split(self, source, annotated: Mapping, frames: list[int],
+                      sink: Sink | None = None) -> Generator[Any, None, Any]:
+        """Everything `run` does before its last pass over `frames` (the fit; a method
+        with several passes runs the earlier ones, yielding their frames as run does);
+        returns the state predict needs (load_state), which a split run sends to the
+        workers that propagate frame ranges."""
+        yield from self.fit(source, annotated)
+        return self.state()
+
+    def state(self) -> Any:
+        """What fit learnt, picklable (default: the propagator itself)."""
+        return self
+
+    def load_state(self, state) -> None:
+        """Take the state another process's fit_for_split returned."""
+        if state is not self:
+            self.__dict__.update(state.__dict__)
 
     def run(self, source, annotated: Mapping, frames: list[int], sink: Sink | None = None,
             checkpoint: Checkpoint | None = None, skip: Iterable[int] = ()) -> Generator[Any, None, None]:

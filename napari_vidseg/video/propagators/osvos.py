@@ -37,6 +37,11 @@ class OSVOS(Propagator):
     """config: a FinetuneConfig; parent: the parent network or a callable that
     loads it; refiner: the second opinion to reuse (None: made per pass)."""
 
+    # Each frame's mask comes from the tuned network alone, except for the clean-up, which checks it against
+    # the mask before it: a split range starts a few frames early so that its first mask has one.
+    split = "frames"
+    split_warmup = 8
+
     def tune(self, source, on: Mapping) -> Generator[Progress, None, Any]:
         """A network tuned on {obj: {t: mask}}; returns it."""
         from .. import finetune as ft
@@ -75,6 +80,32 @@ class OSVOS(Propagator):
                     yield ObjectsFrame(r.t, {obj: r.mask}, {obj: r.prob}, {obj: float(r.confidence)}, final)
         finally:
             results.close()
+
+    def state(self):
+        return self.net
+
+    def load_state(self, state) -> None:
+        self.net = state
+
+    def fit_for_split(self, source, annotated: Mapping, frames: list[int], sink=None) -> Generator[Any, None, Any]:
+        """The network the last pass propagates with: the tuning and, with self-training, the
+        sparse first pass (its frames yielded, not final) and the second tuning."""
+        from ..self_train import propagate_self_trained_objects
+
+        box: dict = {}
+
+        def chosen(trusted):
+            box["final"] = True
+
+        def run_pass(net, ts, message):
+            if box.get("final"):  # the last pass is the split one: keep its network
+                self.net = net
+                return None, None
+            return (yield from self._pass(net, source, annotated, ts, message, False, sink))
+
+        yield from propagate_self_trained_objects(lambda on: self.tune(source, on), run_pass, annotated, frames,
+                                                  self.config, _length(source), chosen=chosen)
+        return self.state()
 
     def run(self, source, annotated: Mapping, frames: list[int], sink=None, checkpoint=None,
             skip=()) -> Generator[Any, None, None]:
