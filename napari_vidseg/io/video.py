@@ -114,11 +114,23 @@ class _FfmpegBackend:
         if not meta.get("size"):
             raise InputError(f"{path}: the file has no video stream")
         self.width, self.height = (int(v) for v in meta["size"])
+        # ffmpeg applies a display rotation when it decodes (phones store portrait video as
+        # landscape plus a rotation): frames come out upright, so a quarter turn swaps the size
+        self.rotation = _display_rotation(header, meta)
+        if self.rotation % 180 == 90:
+            self.width, self.height = self.height, self.width
+        elif self.rotation % 90:
+            raise InputError(f"{path}: the video asks to be shown rotated by {self.rotation} degrees; only quarter "
+                             f"turns are supported (re-encode it upright, e.g. with ffmpeg's -vf rotate)")
         self.n_frames = len(self.times)
         if self.n_frames == 0:
             raise InputError(f"{path}: the video has no frames (empty, or truncated before its first frame?)")
         if self.width <= 0 or self.height <= 0:
             raise InputError(f"{path}: the video has no valid frame size ({self.width}x{self.height})")
+        # Without presentation times in the packet index (AVI; H.264 in AVI with B-frames gets
+        # decoded times shifted by the reorder delay) frames are counted in decode order instead
+        # of matched by time, and a read decodes from the start instead of seeking.
+        self.ordinal = not bool(np.all(np.isfinite(self.times)))
         self.fps, self.variable_frame_rate = self._frame_rate(float(meta.get("fps") or 0.0))
 
     # -- metadata
@@ -215,12 +227,12 @@ class _FfmpegBackend:
         start-1 and frame start (ffmpeg's accurate seeking then starts exactly at `start`);
         frames before `start` are skipped anyway.
         """
-        seek = 0.5 * (self.times[start - 1] + self.times[start]) if start > 0 else 0.0
+        seek = 0.5 * (self.times[start - 1] + self.times[start]) if start > 0 and not self.ordinal else 0.0
         cmd = [self._exe, "-hide_banner", "-nostdin", "-loglevel", "info"]
-        if start > 0:
+        if seek > 0:
             cmd += ["-ss", f"{seek:.6f}"]
         cmd += ["-i", str(self.path), "-map", "0:v:0", "-an", "-sn", "-dn",
-                "-fps_mode", "passthrough", "-frames:v", str(stop - start),
+                "-fps_mode", "passthrough", "-frames:v", str(stop if self.ordinal else stop - start),
                 "-vf", "showinfo=checksum=0", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 bufsize=0)
@@ -229,7 +241,7 @@ class _FfmpegBackend:
         reader.start()
         _grow_pipe(proc.stdout)
         nbytes = self.height * self.width * 3
-        fallback = start  # index by order if a frame has no timestamp
+        fallback = 0 if self.ordinal else start  # index by order if a frame has no (usable) timestamp
         try:
             while True:
                 # read straight into the frame's own array: no intermediate bytes copies
@@ -240,7 +252,7 @@ class _FfmpegBackend:
                     t = times.get(timeout=30)
                 except queue.Empty:
                     t = None
-                idx = self._index_of(t + seek) if t is not None else fallback
+                idx = self._index_of(t + seek) if t is not None and not self.ordinal else fallback
                 fallback = idx + 1
                 if idx < start:
                     continue
@@ -269,6 +281,18 @@ class _FfmpegBackend:
     def _min_step(self) -> float:
         d = np.diff(self.times)
         return float(d.min()) if len(d) else 1.0
+
+
+_ROTATION = re.compile(r"(?:displaymatrix: rotation of|Display Matrix: rotation of)\s*(-?[\d.]+)\s*degrees",
+                       re.IGNORECASE)
+_ROTATE_TAG = re.compile(r"^\s*rotate\s*:\s*(-?\d+)\s*$", re.MULTILINE)
+
+
+def _display_rotation(header: str, meta: dict) -> int:
+    """The display rotation (degrees, 0..359) ffmpeg applies when decoding, from the probe's header."""
+    m = _ROTATION.search(header) or _ROTATE_TAG.search(header)
+    angle = float(m.group(1)) if m else float(meta.get("rotate") or 0)
+    return int(round(angle)) % 360
 
 
 _SHOWINFO = re.compile(r"Parsed_showinfo.*\bn:\s*\d+\s+pts:\s*(-?\d+|NOPTS)\s+pts_time:\s*(\S+)")
@@ -319,18 +343,25 @@ class _FolderBackend:
         self.files = list_frame_files(path)
         if not self.files:
             raise InputError(f"{path}: the folder holds no image files ({', '.join(IMAGE_SUFFIXES)})")
-        sizes = []
-        for f in self.files:  # headers only: PIL reads pixel data lazily
+        first = None  # (file, size) of the first readable frame
+        #: frames whose file cannot be read: served like a video's undecodable frames (padded, reported)
+        self.unreadable: set[int] = set()
+        for i, f in enumerate(self.files):  # headers only: PIL reads pixel data lazily
             try:
                 with Image.open(f) as im:
-                    sizes.append(im.size)
-            except Exception as e:  # noqa: BLE001 - any decoder error means a bad file
-                raise InputError(f"{f}: not a readable image: {e}") from None
-            if sizes[-1] != sizes[0]:
+                    size = im.size
+            except Exception:  # noqa: BLE001 - any decoder error means a bad file
+                self.unreadable.add(i)
+                continue
+            if first is None:
+                first = (f, size)
+            elif size != first[1]:
                 raise InputError(
-                    f"{f}: frame size {sizes[-1][0]}x{sizes[-1][1]} differs from the first frame "
-                    f"{self.files[0].name} ({sizes[0][0]}x{sizes[0][1]}); all frames of a folder must match")
-        self.width, self.height = sizes[0]
+                    f"{f}: frame size {size[0]}x{size[1]} differs from the first frame "
+                    f"{first[0].name} ({first[1][0]}x{first[1][1]}); all frames of a folder must match")
+        if first is None:
+            raise InputError(f"{path}: none of its {len(self.files)} image files can be read (corrupt?)")
+        self.width, self.height = first[1]
         self.n_frames = len(self.files)
         self.fps = float(fps or DEFAULT_FOLDER_FPS)
         self.variable_frame_rate = False
@@ -354,9 +385,19 @@ class _FolderBackend:
     continues = False
 
     def stream(self, start: int, stop: int, keep: Sequence[int] | None = None) -> Iterator[tuple[int, np.ndarray]]:
-        """(index, frame) for frames start..stop-1, or for the indices in `keep` only."""
+        """(index, frame) for frames start..stop-1, or for the indices in `keep` only.
+
+        A frame whose file cannot be read is left out, as a video decoder drops a corrupt
+        frame: the reader pads the gap and reports the frame (VideoSource.filled_frames)."""
         for i in (range(start, stop) if keep is None else keep):
-            yield i, self.load(i)
+            if i in self.unreadable:
+                continue
+            try:
+                frame = self.load(i)
+            except InputError:
+                self.unreadable.add(i)
+                continue
+            yield i, frame
 
 
 class _OpenStream:
@@ -608,6 +649,8 @@ class VideoSource(RGBFramesMixin):
             if block is not None and len(block):
                 return block[-1]
             c -= 1
+        if not self._backend.continues:  # a frame folder: its size is known, pad with black
+            return np.zeros((self.height, self.width, 3), np.uint8)
         raise InputError(f"{self.path}: frame {start} cannot be decoded, and no frame before it can either "
                          f"(corrupt video?)")
 

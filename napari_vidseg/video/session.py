@@ -37,6 +37,7 @@ from .mask_store import MaskStore, atomic_write_bytes
 
 SESSION_VERSION = 1
 SESSION_FILE = "session.json"
+LOCK_FILE = "session.lock"  # one writer per session folder (io/folder_lock.py)
 _HISTORY = 50  # masks remembered per frame for undo
 
 
@@ -77,6 +78,15 @@ def _open_source(video):
     return video
 
 
+def _lock_folder(folder: Path | None):
+    """The session folder's writer lock (None for an in-memory session)."""
+    if folder is None:
+        return None
+    from ..io.folder_lock import FolderLock
+
+    return FolderLock.acquire(Path(folder) / LOCK_FILE, what="the session folder")
+
+
 def _iter_frames(source, start: int = 0, stop: int | None = None) -> Iterator[np.ndarray]:
     """Frames one at a time through sequential chunked reads."""
     stop = source.n_frames if stop is None else stop
@@ -109,6 +119,7 @@ class VideoSession:
     _parent: Any = field(default=None, repr=False)
     _next_id: int = field(default=1, repr=False)
     _lock: Any = field(default_factory=threading.RLock, repr=False)
+    _folder_lock: Any = field(default=None, repr=False)  # FolderLock of `folder`; None in memory
 
     # -- construction -------------------------------------------------------
     @classmethod
@@ -123,11 +134,17 @@ class VideoSession:
                 raise InputError(f"{folder} already holds a session: open it with VideoSession.open({str(folder)!r})")
             if folder.exists() and not folder.is_dir():
                 raise InputError(f"the session folder {folder} is a file, not a folder")
-            folder.mkdir(parents=True, exist_ok=True)
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise InputError(f"cannot make the session folder {folder}: {e.strerror or e}") from None
+        lock = _lock_folder(folder)
+        guard = lock.check if lock is not None else None
         s = cls(source=source, folder=folder, objects={},
-                masks=MaskStore(folder, H, W, T),
+                masks=MaskStore(folder, H, W, T, guard=guard),
                 interactions={},
-                _bases=MaskStore(None if folder is None else folder / "base", H, W, T))
+                _bases=MaskStore(None if folder is None else folder / "base", H, W, T, guard=guard),
+                _folder_lock=lock)
         s.save()
         return s
 
@@ -159,10 +176,11 @@ class VideoSession:
             if inter:
                 interactions[key] = inter
                 order[key] = e.get("order") or "c" * len(inter.clicks) + "s" * len(inter.strokes)
-        s = cls(source=source, folder=folder, objects=objects, masks=MaskStore(folder, H, W, T),
+        lock = _lock_folder(folder)  # before the stores sweep leftovers: nobody else writes here now
+        s = cls(source=source, folder=folder, objects=objects, masks=MaskStore(folder, H, W, T, guard=lock.check),
                 interactions=interactions, _order=order,
-                _bases=MaskStore(folder / "base", H, W, T),
-                _next_id=int(meta.get("next_id", 1)))
+                _bases=MaskStore(folder / "base", H, W, T, guard=lock.check),
+                _next_id=int(meta.get("next_id", 1)), _folder_lock=lock)
         # Masks of an object whose entry was lost (killed mid-change): keep them, never drop work.
         for obj in s.masks.objects():
             if obj not in s.objects:
@@ -211,10 +229,24 @@ class VideoSession:
             for (obj, t), inter in sorted(self.interactions.items()) if inter]
         return meta
 
+    def close(self) -> None:
+        """Let the session folder go (its lock): another process may open it now. The object
+        stays readable; writing through it raises."""
+        if self._folder_lock is not None:
+            self._folder_lock.release()
+
+    def __enter__(self) -> "VideoSession":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def save(self) -> None:
         """Write session.json atomically (no-op for an in-memory session)."""
         if self.folder is None:
             return
+        if self._folder_lock is not None:
+            self._folder_lock.check()
         with self._lock:
             data = json.dumps(self._meta(), indent=1).encode()
             atomic_write_bytes(Path(self.folder) / SESSION_FILE, data, fsync=True)
@@ -546,16 +578,26 @@ class VideoSession:
         frames = self.masks.frames(obj)
         return quality.frame_scores(_LazyMasks(self.masks, obj, frames), self.masks.confidence(obj))
 
+    def damaged_frames(self, obj=None) -> list[int]:
+        """Frames to look at whatever their score: video frames that could not be decoded (they
+        show the last frame that did; VideoSource.filled_frames, known once decoded) and frames
+        whose stored mask was unreadable (MaskStore.damaged; of `obj`, or of any object)."""
+        bad = set(getattr(self.source, "filled_frames", ()) or ())
+        bad |= {t for o, t in self.masks.damaged if obj is None or o == int(obj)}
+        return sorted(int(t) for t in bad)
+
     def worst_frames(self, obj, k: int = 5) -> list[int]:
-        """The k propagated frames most likely wrong, worst first (annotated frames never appear)."""
+        """The k frames most likely wrong, worst first: damaged frames (damaged_frames) first,
+        then the propagated frames by score (annotated frames never appear)."""
         obj = self._check_obj(obj)
         from . import quality
 
         propagated = set(self.masks.frames(obj, Provenance.PROPAGATED))
         scores = {t: s for t, s in self.frame_scores(obj).items() if t in propagated}
         annotated = [t for t in self.masks.frames(obj) if t not in propagated]
-        worst = quality.worst_frames(scores, k, exclude=annotated)
-        return [int(t) for t in worst if t in propagated][:k]
+        damaged = [t for t in self.damaged_frames(obj) if t not in annotated]
+        worst = quality.worst_frames(scores, k + len(damaged), exclude=annotated)
+        return (damaged + [int(t) for t in worst if t in propagated and t not in damaged])[:k]
 
     # -- export -----------------------------------------------------------------
     def _object_masks(self, obj: int | None) -> Iterator[np.ndarray]:
