@@ -3,7 +3,8 @@
     napari-vidseg segment VIDEO --clicks CLICKS.csv --out DIR [--sticker FILE] [--composite FILE]
     napari-vidseg segment --sample --out DIR        # the bundled clip with its bundled clicks
 
-CLICKS.csv has a header with columns frame,x,y,positive and optionally object:
+CLICKS.csv has a header with columns frame,x,y,positive and optionally object
+(separated by commas, or semicolons or tabs as spreadsheets in some locales write):
 frame is a 0-based frame index, (x, y) = (column, row) in frame pixels, positive
 is 1/0 (or true/false, yes/no, +/-), object is any name or number (one object
 per distinct value; all clicks belong to one object without the column).
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +39,11 @@ def configure(parser) -> None:
     parser.add_argument("--composite", type=Path, help="the object over the dimmed original, .mp4")
     parser.add_argument("--background", help="composite background: a colour r,g,b or an image file")
     parser.add_argument("--labels", type=Path, help="also write the (T, H, W) label volume (.npy or .tif)")
-    parser.add_argument("--session", type=Path, help="keep the session in this folder (re-open it in napari)")
+    parser.add_argument("--session", type=Path,
+                        help="keep the work in this session folder (default: OUT.session beside the output); "
+                             "running the same command again resumes it; re-open it in napari")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write into a non-empty output folder that another job made (its masks are replaced)")
     parser.add_argument("--no-propagate", action="store_true",
                         help="only segment the clicked frames (no propagation)")
     parser.add_argument("--mode", choices=("head", "full"), default="head",
@@ -58,6 +64,7 @@ def configure(parser) -> None:
                         help="two passes: tune again with the K most trusted masks of a quick first propagation "
                              "(0: one pass; default: the library's)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(_parser=parser)  # the resume command is rebuilt from the parsed options
 
 
 @dataclass(frozen=True)
@@ -87,13 +94,23 @@ def _parse_number(value: str, name: str, line: int) -> float:
     return v
 
 
+def _delimiter(header: str) -> str:
+    """',' unless the header line is only split by ';' or a tab (spreadsheets in locales whose
+    decimal mark is a comma write ';')."""
+    for sep in (";", "\t"):
+        if "," not in header and sep in header:
+            return sep
+    return ","
+
+
 def read_clicks(path: Path) -> list[ClickRow]:
     """Parse a clicks CSV; every problem is an InputError naming the line."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"clicks file not found: {path}")
     with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
+        reader = csv.DictReader(f, delimiter=_delimiter(f.readline()))
+        f.seek(0)
         header = [h.strip().lower() for h in (reader.fieldnames or [])]
         missing = [c for c in REQUIRED if c not in header]
         if missing:
@@ -178,7 +195,134 @@ def apply_clicks(session, rows: list[ClickRow], ids: dict[str, int]):
             yield Progress("clicks", done, total, frame=t, message=f"object {name}")
 
 
+def default_session(out: Path) -> Path:
+    """Where a run without --session keeps its work: OUT.session beside the output folder."""
+    out = Path(out)
+    return out.with_name(out.name + ".session")
+
+
+def resume_command(args, session_dir: Path) -> str:
+    """The command that continues this run: the same options, paths made absolute, and
+    --session naming the folder that holds the work."""
+    import shlex
+
+    parser = getattr(args, "_parser", None)
+    words = ["napari-vidseg", "segment"]
+    if parser is None:
+        return " ".join(words + ["...", "--session", shlex.quote(str(Path(session_dir).absolute()))])
+
+    def text(v):
+        return str(Path(v).absolute()) if isinstance(v, Path) else str(v)
+
+    for a in parser._actions:
+        if a.dest in ("help", "_parser") or not hasattr(args, a.dest):
+            continue
+        v = getattr(args, a.dest)
+        if a.dest == "session":
+            v = Path(session_dir)
+        if not a.option_strings:  # the video
+            if v is not None:
+                words.append(shlex.quote(text(Path(v))))
+            continue
+        if v is None or v == a.default:
+            continue
+        flag = a.option_strings[-1] if a.nargs == 0 or isinstance(v, bool) else a.option_strings[0]
+        if isinstance(v, bool):  # store_true, or --refine/--no-refine
+            flag = next((o for o in a.option_strings if o.startswith("--no-") != v), flag)
+            words.append(flag)
+        else:
+            words += [flag, shlex.quote(text(v))]
+    return " ".join(words)
+
+
+@dataclass
+class _Outputs:
+    """The checked output paths of one run."""
+    out: Path
+    session: Path
+    files: list  # (Path or None) sticker, composite, labels
+
+
+def _estimate_bytes(T: int, H: int, W: int, n_objects: int, labels: Path | None) -> tuple[int, int]:
+    """(session, outputs) bytes a run writes, roughly: a mask PNG is at most about a bit a pixel
+    plus headers; a label volume is 2 bytes a pixel (.npy, uncompressed)."""
+    per_mask = H * W // 8 + 2048
+    session = T * n_objects * per_mask
+    outputs = T * (H * W + 2048) // 4  # 8-bit grey PNGs of a mask compress to well under 1/4
+    if labels is not None:
+        outputs += T * H * W * 2
+    return session, outputs
+
+
+def check_outputs(video, args) -> _Outputs:
+    """Every output path checked before any work: not the input, not inside an input folder,
+    a folder where a folder goes and a file where a file goes."""
+    from ..io import outputs as oc
+
+    out = Path(args.out).expanduser()
+    session = Path(args.session).expanduser() if args.session else default_session(out)
+    oc.check_not_input(video, out, "--out", folder=True)
+    oc.check_not_input(video, session, "the session folder" if not args.session else "--session", folder=True)
+    if out.absolute() == session.absolute() or out.absolute() in session.absolute().parents \
+            or session.absolute() in out.absolute().parents:
+        raise InputError(f"--out {out} and the session folder {session} must be separate folders")
+    files = []
+    for flag, p in (("--sticker", args.sticker), ("--composite", args.composite), ("--labels", args.labels)):
+        oc.check_not_input(video, p, flag, folder=False)
+        files.append(None if p is None else Path(p).expanduser())
+    return _Outputs(out, session, files)
+
+
+def _open_session(video, session_dir: Path, rows: list[ClickRow], say):
+    """Create the session, or re-open the one a previous run of this command left (resume)."""
+    from ..video.session import SESSION_FILE, VideoSession
+
+    if not (session_dir / SESSION_FILE).exists():
+        session, ids = build_session(video, rows, session_dir)
+        return session, ids, False
+    stored = VideoSession._read_meta(session_dir).get("video")
+    if stored and Path(stored).exists() and Path(stored).resolve() != Path(video).expanduser().resolve():
+        raise InputError(f"the session folder {session_dir} holds the work on another video ({stored}), not "
+                         f"{video}: give another --session (or --out) for this video")
+    session = VideoSession.open(session_dir, video=video)
+    src = session.source
+    check_clicks(rows, int(src.n_frames), int(src.height), int(src.width))
+    by_name = {(None if o.name == f"object {o.id}" else o.name): o.id for o in session.objects.values()}
+    ids = {}
+    for name in group_clicks(rows):
+        key = None if name == "1" else name
+        ids[name] = by_name[key] if key in by_name else session.add_object(key)
+    return session, ids, True
+
+
+def _clicks_to_apply(session, rows: list[ClickRow], ids: dict[str, int]) -> list[ClickRow]:
+    """On resume: the clicks not in the session yet (frames already segmented with exactly these
+    clicks are kept as they are); a frame holding other clicks is an error, not a silent mix."""
+    todo = []
+    for name, per_frame in group_clicks(rows).items():
+        for t, inter in per_frame.items():
+            have = session.interactions.get((ids[name], t))
+            if not have:
+                todo += [r for r in rows if r.obj == name and r.frame == t]
+            elif have.clicks != inter.clicks:
+                raise InputError(f"the session {session.folder} already holds other clicks on frame {t} of object "
+                                 f"{name} than the clicks file: give a new --session (or --out) to start over")
+    return todo
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that it unwinds like Ctrl-C."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated()
+
+
 def run(args) -> int:
+    import signal
+
+    from ..io import outputs as oc
+    from ..io.folder_lock import FolderLock
     from ..progress import drain
 
     if args.sample:
@@ -192,47 +336,146 @@ def run(args) -> int:
         if not args.clicks:
             raise InputError("give --clicks CLICKS.csv (columns frame,x,y,positive[,object])")
         video, clicks = args.video, args.clicks
+    # Every check on the outputs before any work (and before the video is decoded).
+    paths = check_outputs(video, args)
     background = _background(args.background)
     rows = read_clicks(clicks)
     if args.steps is not None and args.steps < 0:
         raise InputError("--steps must be >= 0")
-    for p in (args.sticker, args.composite):
-        if p is not None and not Path(p).parent.exists():
-            Path(p).parent.mkdir(parents=True, exist_ok=True)
-
-    session, ids = build_session(video, rows, args.session)
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
-    say(f"video: {session.source.n_frames} frames, {session.source.width}x{session.source.height}; "
-        f"{len(rows)} clicks on {len(ids)} object(s)")
-    drain(apply_clicks(session, rows, ids), quiet=args.quiet)
-    if not args.no_propagate:
-        from ..video.finetune import FinetuneConfig
+    command = resume_command(args, paths.session)
+    # The first line: where the work goes, also with --quiet (it is what a user needs after a crash).
+    print(f"session: {paths.session.absolute()} (the work is kept there; the same command resumes it)", flush=True)
 
-        config = FinetuneConfig(mode=args.mode, int8=args.int8, flip=args.flip)
-        if args.steps is not None:
-            config.steps = args.steps
-        if args.input_size is not None:
-            config.input_long_side = args.input_size
-        if args.self_train is not None:
-            config.self_train = args.self_train
-        if args.refine is not None:
-            config.refine = args.refine
-        config.check()
-        for name, obj in ids.items():
-            say(f"propagating object {name}")
-            drain(session.propagate(obj, config), quiet=args.quiet)
-    obj = next(iter(ids.values())) if len(ids) == 1 else None
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
+    session = out_lock = None
+    try:
+        for p in paths.files:
+            if p is not None:
+                oc.check_writable(p.parent)
+        oc.check_writable(paths.session)
+        oc.check_writable(paths.out)
+        out_lock = FolderLock.acquire(paths.out / oc.OUTPUT_LOCK, what="the output folder")
+        session, ids, resumed = _open_session(video, paths.session, rows, say)
+        owned = str(paths.out.resolve()) in session.outputs()
+        oc.check_output_folder(paths.out, owned, args.overwrite)
+        src = session.source
+        T, H, W = int(src.n_frames), int(src.height), int(src.width)
+        need_session, need_out = _estimate_bytes(T, H, W, len(ids), paths.files[2])
+        oc.check_space({paths.session: need_session, paths.out: need_out})
+        session.add_output(paths.out)  # from now on the folder is this session's own output
+        say(f"video: {T} frames, {W}x{H}; {len(rows)} clicks on {len(ids)} object(s)")
+        if resumed:
+            say(f"resuming the session in {paths.session}: "
+                + ", ".join(f"object {n}: {len(session.masks.frames(o))} of {T} frames have a mask"
+                            for n, o in ids.items()))
+        drain(apply_clicks(session, _clicks_to_apply(session, rows, ids) if resumed else rows, ids),
+              quiet=args.quiet)
+        if not args.no_propagate:
+            _propagate_all(session, ids, args, say)
+        _export(session, ids, paths, args, background, say)
+        _summary(session, ids, say)
+        say(f"session: {paths.session} (open it in napari with the vidseg widget)")
+        return 0
+    except KeyboardInterrupt as e:
+        kept = "" if session is None else f" ({_kept(session)})"
+        name = "terminated (SIGTERM)" if isinstance(e, _Terminated) else "interrupted"
+        print(f"napari-vidseg segment: {name}; the work so far is in {paths.session.absolute()}{kept}; "
+              f"resume with: {command}", file=sys.stderr, flush=True)
+        return 143 if isinstance(e, _Terminated) else 130
+    except OSError as e:
+        kept = f"the work so far is kept in the session {paths.session.absolute()}" + \
+            ("" if session is None else f" ({_kept(session)})")
+        raise InputError(f"{oc.describe_os_error(e)}; {kept}; after fixing it, resume with: {command}") from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        if session is not None:
+            session.close()
+        if out_lock is not None:
+            out_lock.release()
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _kept(session) -> str:
+    n = sum(len(session.masks.frames(o)) for o in session.objects)
+    return f"{n} mask(s) of {int(session.source.n_frames)} frame(s)"
+
+
+def _propagate_all(session, ids: dict[str, int], args, say) -> None:
+    from ..progress import drain
+    from ..video.finetune import FinetuneConfig
+
+    config = FinetuneConfig(mode=args.mode, int8=args.int8, flip=args.flip)
+    if args.steps is not None:
+        config.steps = args.steps
+    if args.input_size is not None:
+        config.input_long_side = args.input_size
+    if args.self_train is not None:
+        config.self_train = args.self_train
+    if args.refine is not None:
+        config.refine = args.refine
+    config.check()
+    T = int(session.source.n_frames)
+    for name, obj in ids.items():
+        if len(session.masks.annotated(obj)) >= T:  # e.g. a one-frame video: nothing to tune for
+            say(f"object {name}: every frame is annotated, nothing to propagate")
+            continue
+        say(f"propagating object {name}")
+        computed: set[int] = set()
+
+        def counted(job):
+            for p in job:
+                if p.stage == "propagate" and p.frame is not None:
+                    computed.add(int(p.frame))
+                yield p
+
+        drain(counted(session.propagate(obj, config)), quiet=args.quiet)
+        say(f"object {name}: {len(computed)} frame(s) computed, "
+            f"{len(session.masks.frames(obj))} of {T} frames have a mask")
+
+
+def _export(session, ids: dict[str, int], paths: _Outputs, args, background, say) -> None:
+    from ..io import outputs as oc
+    from ..progress import drain
+
+    sticker, composite, labels = paths.files
+    obj = next(iter(ids.values())) if len(ids) == 1 and len(session.objects) == 1 else None
+    removed = oc.remove_stale_masks(paths.out, int(session.source.n_frames)) if paths.out.is_dir() else []
+    if removed:
+        say(f"removed {len(removed)} stale mask file(s) numbered past the last frame from {paths.out}")
     result = {}
     # Masks (and labels, composite) once for all objects; a sticker shows the first object.
-    result.update(drain(session.export(args.out, obj=obj, sticker=args.sticker if obj is not None else None,
-                                       composite=args.composite, background=background, labels=args.labels),
+    result.update(drain(session.export(paths.out, obj=obj, sticker=sticker if obj is not None else None,
+                                       composite=composite, background=background, labels=labels),
                         quiet=args.quiet) or {})
-    if obj is None and args.sticker is not None:
+    if obj is None and sticker is not None:
         first_obj = next(iter(ids.values()))
-        result.update(drain(session.export(None, obj=first_obj, sticker=args.sticker), quiet=args.quiet) or {})
+        result.update(drain(session.export(None, obj=first_obj, sticker=sticker), quiet=args.quiet) or {})
     for key in ("masks", "labels", "sticker", "composite"):
         if key in result:
             say(f"{key}: {result[key]}")
-    if args.session:
-        say(f"session: {args.session} (open it in napari with the vidseg widget)")
-    return 0
+
+
+def _summary(session, ids: dict[str, int], say) -> None:
+    """Frames the user should look at: undecodable or damaged ones first, then the worst scores."""
+    from ..types import Provenance
+
+    damaged = session.damaged_frames()
+    if damaged:
+        say(f"frames that could not be read: {_frame_list(damaged)} (each shows the last frame that could; "
+            f"their masks are guesses: check them first)")
+    for name, obj in ids.items():
+        if session.masks.frames(obj, Provenance.PROPAGATED) or session.damaged_frames(obj):
+            say(f"object {name}: frames to check first: {_frame_list(session.worst_frames(obj, k=5))}")
+
+
+def _frame_list(ts: list[int], shown: int = 20) -> str:
+    if not ts:
+        return "none"
+    return ", ".join(str(t) for t in ts[:shown]) + (f" and {len(ts) - shown} more" if len(ts) > shown else "")

@@ -37,6 +37,7 @@ from .mask_store import MaskStore, atomic_write_bytes
 
 SESSION_VERSION = 1
 SESSION_FILE = "session.json"
+OUTPUTS_FILE = "outputs.json"  # output folders written from this session (segment's re-runs)
 LOCK_FILE = "session.lock"  # one writer per session folder (io/folder_lock.py)
 _HISTORY = 50  # masks remembered per frame for undo
 
@@ -57,7 +58,7 @@ class _LazyMasks(Mapping):
     def __getitem__(self, t):
         if t not in self._set:
             raise KeyError(t)
-        return self._store.get(self._obj, t)
+        return self._store.get_or_empty(self._obj, t)  # empty if its PNG turned out damaged
 
     def __iter__(self):
         return iter(self._frames)
@@ -152,13 +153,7 @@ class VideoSession:
     def open(cls, folder, video=None) -> "VideoSession":
         """Re-open a session folder. `video` overrides the stored path (a moved video)."""
         folder = Path(folder)
-        meta_path = folder / SESSION_FILE
-        if not meta_path.is_file():
-            raise InputError(f"no session in {folder} (missing {SESSION_FILE})")
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise InputError(f"the session file {meta_path} is unreadable: {e}") from e
+        meta = cls._read_meta(folder)
         if video is None:
             video = cls._find_video(folder, meta)
         source = _open_source(video)
@@ -187,6 +182,35 @@ class VideoSession:
                 s.objects[obj] = ObjectInfo(obj, f"object {obj} (recovered)")
         s._next_id = max([s._next_id] + [o + 1 for o in s.objects])
         return s
+
+    @staticmethod
+    def _read_meta(folder: Path) -> dict:
+        """session.json of `folder`, as stored."""
+        meta_path = Path(folder) / SESSION_FILE
+        if not meta_path.is_file():
+            raise InputError(f"no session in {folder} (missing {SESSION_FILE})")
+        try:
+            return json.loads(meta_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise InputError(f"the session file {meta_path} is unreadable: {e}") from e
+
+    # -- output folders this session wrote (so a re-run may write there again) ----
+    def outputs(self) -> set[str]:
+        """Resolved paths of the output folders this session has written."""
+        if self.folder is None:
+            return set()
+        try:
+            return set(json.loads((Path(self.folder) / OUTPUTS_FILE).read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            return set()
+
+    def add_output(self, path) -> None:
+        if self.folder is None:
+            return
+        if self._folder_lock is not None:
+            self._folder_lock.check()
+        known = sorted(self.outputs() | {str(Path(path).resolve())})
+        atomic_write_bytes(Path(self.folder) / OUTPUTS_FILE, json.dumps(known, indent=1).encode(), fsync=True)
 
     @classmethod
     def open_or_create(cls, video, folder) -> "VideoSession":
@@ -576,7 +600,16 @@ class VideoSession:
         from . import quality
 
         frames = self.masks.frames(obj)
-        return quality.frame_scores(_LazyMasks(self.masks, obj, frames), self.masks.confidence(obj))
+        masks = _LazyMasks(self.masks, obj, frames)
+        scores = quality.frame_scores(masks, self.masks.confidence(obj))
+        # An empty propagated mask scores 0 whatever the network's confidence: a network that
+        # lost the object (or a failed tuning) is most sure of "nothing here", and the frame
+        # must reach the worst-frames list (if the object did leave the view, one look says so).
+        # The masks just went through the LRU cache, so this reads them from memory.
+        for t in self.masks.frames(obj, Provenance.PROPAGATED):
+            if t in scores and not masks[t].any():
+                scores[t] = 0.0
+        return scores
 
     def damaged_frames(self, obj=None) -> list[int]:
         """Frames to look at whatever their score: video frames that could not be decoded (they
