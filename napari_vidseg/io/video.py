@@ -131,6 +131,10 @@ class _FfmpegBackend:
         # decoded times shifted by the reorder delay) frames are counted in decode order instead
         # of matched by time, and a read decodes from the start instead of seeking.
         self.ordinal = not bool(np.all(np.isfinite(self.times)))
+        # The probe's times count from the container's start time, as -ss does; decoded frames
+        # keep their own times (-copyts, see stream) and are matched after taking it off.
+        m = re.search(r"\bstart:\s*(-?[\d.]+)", header)
+        self.start_time = float(m.group(1)) if m else 0.0
         self.fps, self.variable_frame_rate = self._frame_rate(float(meta.get("fps") or 0.0))
 
     # -- metadata
@@ -228,7 +232,10 @@ class _FfmpegBackend:
         frames before `start` are skipped anyway.
         """
         seek = 0.5 * (self.times[start - 1] + self.times[start]) if start > 0 and not self.ordinal else 0.0
-        cmd = [self._exe, "-hide_banner", "-nostdin", "-loglevel", "info"]
+        # -copyts: frames keep the times of the file. Without it ffmpeg shifts them by the seek
+        # point in MP4/MKV but by the key frame it landed on in AVI, which put every frame of
+        # a seeked AVI read one index off.
+        cmd = [self._exe, "-hide_banner", "-nostdin", "-loglevel", "info", "-copyts"]
         if seek > 0:
             cmd += ["-ss", f"{seek:.6f}"]
         cmd += ["-i", str(self.path), "-map", "0:v:0", "-an", "-sn", "-dn",
@@ -252,7 +259,7 @@ class _FfmpegBackend:
                     t = times.get(timeout=30)
                 except queue.Empty:
                     t = None
-                idx = self._index_of(t + seek) if t is not None and not self.ordinal else fallback
+                idx = self._index_of(t - self.start_time) if t is not None and not self.ordinal else fallback
                 fallback = idx + 1
                 if idx < start:
                     continue
