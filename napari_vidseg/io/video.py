@@ -52,6 +52,12 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 #: frame rate assumed for a folder of frames (DAVIS is 24 fps) unless given.
 DEFAULT_FOLDER_FPS = 24.0
+#: frames a chunk holds by default; fewer where that would exceed DEFAULT_CHUNK_BYTES
+DEFAULT_CHUNK_FRAMES = 16
+#: a default chunk's size limit: at 4K, 16 frames are 398 MB and the cache's two chunks 796 MB,
+#: which put propagation's peak at 2.4 GB (docs/reliability.md, "Memory per resolution");
+#: 128 MB leaves 1080p (16 frames = 100 MB) as it was
+DEFAULT_CHUNK_BYTES = 128 * 1024**2
 #: the chunk cache holds at most this many bytes (but always at least 2 chunks).
 DEFAULT_CACHE_BYTES = 512 * 1024**2
 #: and at most this many chunks.
@@ -60,6 +66,13 @@ DEFAULT_CACHE_CHUNKS = 8
 #: decoding and dropping them (about 4.6 ms a 1080p frame) costs less than a new process, whose seek
 #: decodes again from the last key frame (docs/benchmarks.md, "Propagation's reads").
 SKIP_AHEAD = 32
+
+
+def default_chunk_frames(frame_bytes: int) -> int:
+    """DEFAULT_CHUNK_FRAMES, or fewer for frames so large that a chunk would pass DEFAULT_CHUNK_BYTES.
+    A read in order continues one decode whatever the chunk size (_OpenStream), so smaller
+    chunks cost no ffmpeg starts there."""
+    return max(1, min(DEFAULT_CHUNK_FRAMES, DEFAULT_CHUNK_BYTES // max(int(frame_bytes), 1)))
 
 
 def natural_key(name: str) -> list:
@@ -490,7 +503,8 @@ class VideoSource(RGBFramesMixin):
     def __init__(self, backend, path: Path, chunk_frames: int, cache_bytes: int, cache_chunks: int):
         self._backend = backend
         self.path = path
-        self.chunk_frames = int(chunk_frames)
+        frame_bytes = int(backend.height) * int(backend.width) * 3
+        self.chunk_frames = int(chunk_frames) if chunk_frames is not None else default_chunk_frames(frame_bytes)
         self.fps = float(backend.fps)
         self.n_frames = int(backend.n_frames)
         self.height = int(backend.height)
@@ -513,7 +527,7 @@ class VideoSource(RGBFramesMixin):
 
     # -- construction
     @classmethod
-    def open(cls, path, chunk_frames: int = 16, *, fps: float | None = None,
+    def open(cls, path, chunk_frames: int | None = None, *, fps: float | None = None,
              cache_bytes: int = DEFAULT_CACHE_BYTES, cache_chunks: int = DEFAULT_CACHE_CHUNKS) -> "VideoSource":
         """Open a video file or a folder of frames; reads metadata only.
 
@@ -526,7 +540,7 @@ class VideoSource(RGBFramesMixin):
         if path is None or str(path) == "":
             raise InputError("no video path given")
         p = Path(path).expanduser()
-        if chunk_frames < 1:
+        if chunk_frames is not None and chunk_frames < 1:
             raise InputError(f"chunk_frames must be at least 1, got {chunk_frames}")
         if not p.exists():
             raise InputError(f"{p}: no such file or folder")
@@ -800,7 +814,7 @@ class VideoSource(RGBFramesMixin):
         return a.astype(dtype) if dtype is not None else a
 
 
-def open_video(path, chunk_frames: int = 16, **kw) -> VideoSource:
+def open_video(path, chunk_frames: int | None = None, **kw) -> VideoSource:
     """Shorthand for VideoSource.open."""
     return VideoSource.open(path, chunk_frames, **kw)
 
