@@ -218,6 +218,38 @@ def test_same_command_resumes_and_says_how_many_frames_it_computed(video, clicks
         assert list(s.objects) == [1]
 
 
+def test_same_command_after_sigkill_resumes(video, clicks, tmp_path, capsys):
+    """A kill -9 leaves no message and stale lock files; the same command simply goes on."""
+    args = [str(video), "--clicks", str(clicks), "--out", str(tmp_path / "out"), *h.FAST]
+    proc = h.start_child(["segment", *args])
+    seen = []
+    try:
+        for line in proc.stdout:
+            if line.startswith("frame"):
+                seen.append(int(line.split()[1]))
+                if len(seen) == 2:
+                    proc.send_signal(signal.SIGKILL)
+                    break
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL and len(seen) == 2
+    session = tmp_path / "out.session"
+    assert (session / "session.lock").exists()  # left by the killed process
+    capsys.readouterr()
+    assert cli.main(["segment", *args[:-1]]) == 0
+    out = capsys.readouterr().out
+    assert "resuming the session" in out and f"{T} of {T} frames have a mask" in out
+    assert len(h.mask_files(tmp_path / "out")) == T
+    from napari_vidseg.types import Provenance
+    from napari_vidseg.video.session import VideoSession
+
+    with VideoSession.open(session) as s:
+        assert s.masks.provenance(1, 0) is Provenance.USER and len(s.interactions[(1, 0)].clicks) == 1
+
+
 def test_resume_with_another_video_or_other_clicks_is_a_clear_error(video, clicks, tmp_path, capsys):
     assert run(video, "--clicks", clicks, "--out", tmp_path / "out", "--no-propagate", "--quiet") == 0
     other = h.make_frames(tmp_path / "other", shift=2)
