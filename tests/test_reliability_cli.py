@@ -163,6 +163,12 @@ def test_read_only_output_folder_is_refused_up_front(video, clicks, tmp_path, ca
         ro.chmod(0o755)
 
 
+def test_a_failed_start_leaves_no_empty_folders(tmp_path, clicks, capsys):
+    assert run(tmp_path / "missing.mp4", "--clicks", clicks, "--out", tmp_path / "out") == 2
+    assert "no such file" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clicks.csv"]
+
+
 def test_too_little_free_space_is_refused_up_front(video, clicks, tmp_path, capsys, monkeypatch):
     import shutil
 

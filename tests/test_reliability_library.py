@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -113,10 +114,10 @@ def test_stale_lock_file_without_flock_is_recovered(frames_video, tmp_path, monk
     VideoSession.create(frames_video, folder).close()
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    (folder / "session.lock").write_text(json.dumps({"pid": dead.pid, "host": os.uname().nodename}))
+    (folder / "session.lock").write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname()}))
     with VideoSession.open(folder) as s:
         s.add_object()
-    live = {"pid": os.getppid() or 1, "host": os.uname().nodename}
+    live = {"pid": os.getppid() or 1, "host": socket.gethostname()}
     (folder / "session.lock").write_text(json.dumps(live))
     with pytest.raises(InputError, match=f"in use by process {live['pid']}"):
         VideoSession.open(folder)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import csv
 import math
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -195,12 +194,6 @@ def apply_clicks(session, rows: list[ClickRow], ids: dict[str, int]):
             yield Progress("clicks", done, total, frame=t, message=f"object {name}")
 
 
-def default_session(out: Path) -> Path:
-    """Where a run without --session keeps its work: OUT.session beside the output folder."""
-    out = Path(out)
-    return out.with_name(out.name + ".session")
-
-
 def resume_command(args, session_dir: Path) -> str:
     """The command that continues this run: the same options, paths made absolute, and
     --session naming the folder that holds the work."""
@@ -233,44 +226,6 @@ def resume_command(args, session_dir: Path) -> str:
         else:
             words += [flag, shlex.quote(text(v))]
     return " ".join(words)
-
-
-@dataclass
-class _Outputs:
-    """The checked output paths of one run."""
-    out: Path
-    session: Path
-    files: list  # (Path or None) sticker, composite, labels
-
-
-def _estimate_bytes(T: int, H: int, W: int, n_objects: int, labels: Path | None) -> tuple[int, int]:
-    """(session, outputs) bytes a run writes, roughly: a mask PNG is at most about a bit a pixel
-    plus headers; a label volume is 2 bytes a pixel (.npy, uncompressed)."""
-    per_mask = H * W // 8 + 2048
-    session = T * n_objects * per_mask
-    outputs = T * (H * W + 2048) // 4  # 8-bit grey PNGs of a mask compress to well under 1/4
-    if labels is not None:
-        outputs += T * H * W * 2
-    return session, outputs
-
-
-def check_outputs(video, args) -> _Outputs:
-    """Every output path checked before any work: not the input, not inside an input folder,
-    a folder where a folder goes and a file where a file goes."""
-    from ..io import outputs as oc
-
-    out = Path(args.out).expanduser()
-    session = Path(args.session).expanduser() if args.session else default_session(out)
-    oc.check_not_input(video, out, "--out", folder=True)
-    oc.check_not_input(video, session, "the session folder" if not args.session else "--session", folder=True)
-    if out.absolute() == session.absolute() or out.absolute() in session.absolute().parents \
-            or session.absolute() in out.absolute().parents:
-        raise InputError(f"--out {out} and the session folder {session} must be separate folders")
-    files = []
-    for flag, p in (("--sticker", args.sticker), ("--composite", args.composite), ("--labels", args.labels)):
-        oc.check_not_input(video, p, flag, folder=False)
-        files.append(None if p is None else Path(p).expanduser())
-    return _Outputs(out, session, files)
 
 
 def _open_session(video, session_dir: Path, rows: list[ClickRow], say):
@@ -310,20 +265,8 @@ def _clicks_to_apply(session, rows: list[ClickRow], ids: dict[str, int]) -> list
     return todo
 
 
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM, raised in the main thread so that it unwinds like Ctrl-C."""
-
-
-def _on_sigterm(signum, frame):
-    raise _Terminated()
-
-
 def run(args) -> int:
-    import signal
-
-    from ..io import outputs as oc
-    from ..io.folder_lock import FolderLock
-    from ..progress import drain
+    from .guard import OutputPlan, RunGuard
 
     if args.sample:
         from ..sample import sample_clip_path
@@ -336,79 +279,44 @@ def run(args) -> int:
         if not args.clicks:
             raise InputError("give --clicks CLICKS.csv (columns frame,x,y,positive[,object])")
         video, clicks = args.video, args.clicks
-    # Every check on the outputs before any work (and before the video is decoded).
-    paths = check_outputs(video, args)
+    # Every check on the output paths before any work (and before the video is decoded).
+    plan = OutputPlan.check(video, args.out, args.session, [args.sticker, args.composite, args.labels])
     background = _background(args.background)
     rows = read_clicks(clicks)
     if args.steps is not None and args.steps < 0:
         raise InputError("--steps must be >= 0")
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
-    command = resume_command(args, paths.session)
-    # The first line: where the work goes, also with --quiet (it is what a user needs after a crash).
-    print(f"session: {paths.session.absolute()} (the work is kept there; the same command resumes it)", flush=True)
-
-    previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
-    session = out_lock = None
-    try:
-        for p in paths.files:
-            if p is not None:
-                oc.check_writable(p.parent)
-        oc.check_writable(paths.session)
-        oc.check_writable(paths.out)
-        out_lock = FolderLock.acquire(paths.out / oc.OUTPUT_LOCK, what="the output folder")
-        session, ids, resumed = _open_session(video, paths.session, rows, say)
-        owned = str(paths.out.resolve()) in session.outputs()
-        oc.check_output_folder(paths.out, owned, args.overwrite)
+    with RunGuard(plan, resume_command(args, plan.session), overwrite=args.overwrite) as guard:
+        session, ids, resumed = _open_session(video, plan.session, rows, say)
+        guard.attach(session, len(ids))
         src = session.source
-        T, H, W = int(src.n_frames), int(src.height), int(src.width)
-        need_session, need_out = _estimate_bytes(T, H, W, len(ids), paths.files[2])
-        oc.check_space({paths.session: need_session, paths.out: need_out})
-        session.add_output(paths.out)  # from now on the folder is this session's own output
-        say(f"video: {T} frames, {W}x{H}; {len(rows)} clicks on {len(ids)} object(s)")
+        T = int(src.n_frames)
+        say(f"video: {T} frames, {src.width}x{src.height}; {len(rows)} clicks on {len(ids)} object(s)")
         if resumed:
-            say(f"resuming the session in {paths.session}: "
+            say(f"resuming the session in {plan.session}: "
                 + ", ".join(f"object {n}: {len(session.masks.frames(o))} of {T} frames have a mask"
                             for n, o in ids.items()))
-        drain(apply_clicks(session, _clicks_to_apply(session, rows, ids) if resumed else rows, ids),
-              quiet=args.quiet)
+        _drain(apply_clicks(session, _clicks_to_apply(session, rows, ids) if resumed else rows, ids), args.quiet)
         if not args.no_propagate:
             _propagate_all(session, ids, args, say)
-        _export(session, ids, paths, args, background, say)
+        _export(session, ids, plan, args, background, say)
         _summary(session, ids, say)
-        say(f"session: {paths.session} (open it in napari with the vidseg widget)")
-        return 0
-    except KeyboardInterrupt as e:
-        kept = "" if session is None else f" ({_kept(session)})"
-        name = "terminated (SIGTERM)" if isinstance(e, _Terminated) else "interrupted"
-        print(f"napari-vidseg segment: {name}; the work so far is in {paths.session.absolute()}{kept}; "
-              f"resume with: {command}", file=sys.stderr, flush=True)
-        return 143 if isinstance(e, _Terminated) else 130
-    except OSError as e:
-        kept = f"the work so far is kept in the session {paths.session.absolute()}" + \
-            ("" if session is None else f" ({_kept(session)})")
-        raise InputError(f"{oc.describe_os_error(e)}; {kept}; after fixing it, resume with: {command}") from None
+        say(f"session: {plan.session} (open it in napari with the vidseg widget)")
+    return guard.exit_code
+
+
+def _drain(job, quiet: bool):
+    """drain(), and the job closed however it ends: an interrupted job's clean-up (the mask
+    index written, temporary files removed) runs now, while the session is still open."""
+    from ..progress import drain
+
+    try:
+        return drain(job, quiet=quiet)
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-        if session is not None:
-            session.close()
-        if out_lock is not None:
-            out_lock.release()
-
-
-def _main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
-
-
-def _kept(session) -> str:
-    n = sum(len(session.masks.frames(o)) for o in session.objects)
-    return f"{n} mask(s) of {int(session.source.n_frames)} frame(s)"
+        job.close()
 
 
 def _propagate_all(session, ids: dict[str, int], args, say) -> None:
-    from ..progress import drain
     from ..video.finetune import FinetuneConfig
 
     config = FinetuneConfig(mode=args.mode, int8=args.int8, flip=args.flip)
@@ -435,14 +343,17 @@ def _propagate_all(session, ids: dict[str, int], args, say) -> None:
                     computed.add(int(p.frame))
                 yield p
 
-        drain(counted(session.propagate(obj, config)), quiet=args.quiet)
+        job = session.propagate(obj, config)
+        try:
+            _drain(counted(job), args.quiet)
+        finally:
+            job.close()
         say(f"object {name}: {len(computed)} frame(s) computed, "
             f"{len(session.masks.frames(obj))} of {T} frames have a mask")
 
 
-def _export(session, ids: dict[str, int], paths: _Outputs, args, background, say) -> None:
+def _export(session, ids: dict[str, int], paths, args, background, say) -> None:
     from ..io import outputs as oc
-    from ..progress import drain
 
     sticker, composite, labels = paths.files
     obj = next(iter(ids.values())) if len(ids) == 1 and len(session.objects) == 1 else None
@@ -451,12 +362,12 @@ def _export(session, ids: dict[str, int], paths: _Outputs, args, background, say
         say(f"removed {len(removed)} stale mask file(s) numbered past the last frame from {paths.out}")
     result = {}
     # Masks (and labels, composite) once for all objects; a sticker shows the first object.
-    result.update(drain(session.export(paths.out, obj=obj, sticker=sticker if obj is not None else None,
-                                       composite=composite, background=background, labels=labels),
-                        quiet=args.quiet) or {})
+    result.update(_drain(session.export(paths.out, obj=obj, sticker=sticker if obj is not None else None,
+                                        composite=composite, background=background, labels=labels),
+                         args.quiet) or {})
     if obj is None and sticker is not None:
         first_obj = next(iter(ids.values()))
-        result.update(drain(session.export(None, obj=first_obj, sticker=sticker), quiet=args.quiet) or {})
+        result.update(_drain(session.export(None, obj=first_obj, sticker=sticker), args.quiet) or {})
     for key in ("masks", "labels", "sticker", "composite"):
         if key in result:
             say(f"{key}: {result[key]}")
