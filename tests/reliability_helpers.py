@@ -66,7 +66,9 @@ FAST = ["--steps", "2", "--input-size", "64", "--self-train", "0", "--quiet"]
 #: `segment` in a child process with the fake models; prints "frame T" as each propagated
 #: frame is written and then waits `delay` seconds, so that a test can signal it mid-run.
 CHILD = r"""
-import sys, time
+import signal, sys, time
+# A test runner may have set SIGINT to be ignored, which children inherit; a terminal's Ctrl-C is not.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.path.insert(0, {tests!r})
 import reliability_helpers as h
 from napari_vidseg.video.session import VideoSession

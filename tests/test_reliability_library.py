@@ -224,3 +224,27 @@ def test_empty_propagated_masks_reach_the_worst_frames_list(frames_video):
         s.masks.set(obj, t, np.zeros_like(m) if empty else m, Provenance.PROPAGATED, 0.9996 if empty else 0.6)
     assert sorted(s.worst_frames(obj, k=2)) == [2, 4]
     assert s.frame_scores(obj)[2] == 0.0
+
+
+def test_output_lock_is_not_taken_over_within_a_process(tmp_path):
+    from napari_vidseg.io.folder_lock import FolderLock
+
+    first = FolderLock.acquire(tmp_path / ".lock", "the output folder", takeover=False)
+    with pytest.raises(InputError, match="in use by another job of this process"):
+        FolderLock.acquire(tmp_path / ".lock", "the output folder", takeover=False)
+    first.release()
+    FolderLock.acquire(tmp_path / ".lock", "the output folder", takeover=False).release()
+    assert not (tmp_path / ".lock").exists()
+
+
+def test_file_system_without_flock_falls_back_to_the_pid_file(tmp_path, monkeypatch):
+    from napari_vidseg.io import folder_lock
+
+    def no_flock(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(folder_lock.fcntl, "flock", no_flock)
+    lock = folder_lock.FolderLock.acquire(tmp_path / ".lock", "the session folder")
+    assert json.loads((tmp_path / ".lock").read_text())["pid"] == os.getpid()
+    lock.release()
+    assert not (tmp_path / ".lock").exists()

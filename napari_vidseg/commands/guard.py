@@ -108,7 +108,8 @@ class RunGuard:
                     oc.check_writable(p.parent)
             oc.check_writable(plan.session)
             oc.check_writable(plan.out)
-            self._out_lock = FolderLock.acquire(plan.out / oc.OUTPUT_LOCK, what="the output folder")
+            self._out_lock = FolderLock.acquire(plan.out / oc.OUTPUT_LOCK, what="the output folder",
+                                                 takeover=False)
         except BaseException:
             self._cleanup()
             raise

@@ -18,6 +18,7 @@ two can never interleave their writes.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -75,12 +76,18 @@ class FolderLock:
         self._released = False
 
     @classmethod
-    def acquire(cls, path, what: str = "the folder") -> "FolderLock":
+    def acquire(cls, path, what: str = "the folder", takeover: bool = True) -> "FolderLock":
+        """Take the lock. Held by another process: InputError naming it. Held in this process:
+        the newer object takes over (takeover=True), or InputError (takeover=False: for a
+        holder that does not check before each write)."""
         path = Path(path).absolute()
         key = str(path)
         lock = cls(path, what)
         with _registry_lock:
             held = _held.get(key)
+            if held is not None and not takeover and held[1]() is not None:
+                raise InputError(f"{what} {path.parent} is in use by another job of this process: one writer "
+                                 f"at a time")
             if held is not None:
                 # This process holds it already: the newer opener takes over.
                 _held[key] = (held[0], weakref.ref(lock))
@@ -135,46 +142,61 @@ def _release_key(key: str, only: FolderLock | None = None) -> None:
 
 
 def _lock_file(path: Path, what: str) -> int | None:
-    """Take the lock file; returns the fd that holds the flock (None without fcntl)."""
+    """Take the lock file; returns the fd that holds the flock (None: a pid file alone)."""
     info = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}).encode()
     try:
-        if fcntl is not None:
-            while True:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except OSError:
-                    os.close(fd)
-                    raise InputError(f"{what} {path.parent} is in use by {_describe(_holder(path))}: "
-                                     f"one writer at a time; close it there first (lock file {path})") from None
-                # The holder before us may have unlinked the file between our open and flock:
-                # then we locked an orphan inode; start again on the path's current file.
-                try:
-                    same = os.fstat(fd).st_ino == os.stat(path).st_ino
-                except FileNotFoundError:
-                    same = False
-                if same:
-                    break
-                os.close(fd)
+        fd = _flock(path, what) if fcntl is not None else None
+        if fd is not None:
             os.ftruncate(fd, 0)
             os.write(fd, info)
             return fd
-        for _ in range(2):
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileExistsError:
-                holder = _holder(path)
-                pid = int(holder.get("pid") or 0)
-                if holder.get("host") in (None, socket.gethostname()) and not pid_alive(pid):
-                    path.unlink(missing_ok=True)  # stale: its process is gone
-                    continue
-                raise InputError(f"{what} {path.parent} is in use by {_describe(holder)}: one writer at a "
-                                 f"time; close it there first (or delete {path} if that process is gone)") from None
-            os.write(fd, info)
-            os.close(fd)
-            return None
-        raise InputError(f"cannot take the lock {path}")
+        _pid_file(path, what, info)
+        return None
     except InputError:
         raise
     except OSError as e:
         raise InputError(f"cannot write in {path.parent}: {e.strerror or e}") from None
+
+
+def _in_use(path: Path, what: str, holder: dict, hint: str = "") -> InputError:
+    return InputError(f"{what} {path.parent} is in use by {_describe(holder)}: one writer at a time; "
+                      f"close it there first{hint}")
+
+
+def _flock(path: Path, what: str) -> int | None:
+    """An fd holding an exclusive flock on `path`; None where the file system has no flock."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            os.close(fd)
+            if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise _in_use(path, what, _holder(path), f" (lock file {path})") from None
+            return None  # e.g. ENOLCK on some network mounts: fall back to the pid file
+        # The holder before us may have unlinked the file between our open and flock:
+        # then we locked an orphan inode; start again on the path's current file.
+        try:
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
+def _pid_file(path: Path, what: str, info: bytes) -> None:
+    """Create `path` exclusively; a file left by a process that no longer runs is taken over."""
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            holder = _holder(path)
+            pid = int(holder.get("pid") or 0)
+            if holder.get("host") in (None, socket.gethostname()) and not pid_alive(pid):
+                path.unlink(missing_ok=True)  # stale: its process is gone
+                continue
+            raise _in_use(path, what, holder, f" (or delete {path} if that process is gone)") from None
+        os.write(fd, info)
+        os.close(fd)
+        return
+    raise InputError(f"cannot take the lock {path}")
