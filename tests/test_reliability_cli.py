@@ -352,3 +352,62 @@ def test_only_negative_clicks_give_an_empty_mask_through_the_cli(video, tmp_path
     clicks = h.write_clicks(tmp_path / "c.csv", "frame,x,y,positive\n2,26,24,0\n2,50,10,0\n")
     assert run(video, "--clicks", clicks, "--out", tmp_path / "out", "--no-propagate", "--quiet") == 0
     assert not np.asarray(Image.open(tmp_path / "out" / "00002.png")).any()
+
+
+# -- 4 on a real disk: a small tmpfs that fills up mid-run (where this machine lets us mount one) -------
+@pytest.fixture
+def small_disk(tmp_path):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (not root, or no CAP_SYS_ADMIN: {r.stderr.strip()[:80]}); the "
+                    f"patched-OSError tests cover the same path")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def fill(disk: Path) -> Path:
+    """Take every free byte of `disk` with one file."""
+    filler = disk / "filler"
+    with open(filler, "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError as e:
+            assert e.errno == errno.ENOSPC
+    return filler
+
+
+def test_disk_filling_up_mid_run_is_one_line_and_the_same_command_finishes(video, clicks, small_disk, capsys,
+                                                                            monkeypatch):
+    from napari_vidseg.commands.guard import RunGuard
+
+    attach = RunGuard.attach
+    filled = []
+
+    def attach_then_fill(self, session, n):  # the up-front check passes, then the disk fills
+        attach(self, session, n)
+        filled.append(fill(small_disk))
+
+    monkeypatch.setattr(RunGuard, "attach", attach_then_fill)
+    args = [video, "--clicks", clicks, "--out", small_disk / "out", *h.FAST]
+    assert run(*args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert "the disk is full" in err and f"kept in the session {(small_disk / 'out.session').absolute()}" in err
+    assert not [p for p in small_disk.rglob("*.tmp")]  # no half-written files left behind
+    filled[0].unlink()  # space again: the same command finishes the job
+    monkeypatch.setattr(RunGuard, "attach", attach)
+    assert run(*args) == 0
+    assert len(h.mask_files(small_disk / "out")) == T
+
+
+def test_too_small_disk_is_refused_up_front_for_real(video, clicks, small_disk, capsys):
+    fill(small_disk)
+    assert run(video, "--clicks", clicks, "--out", small_disk / "out") == 2
+    err = capsys.readouterr().err
+    assert ("not enough free space" in err or "cannot write in" in err) and "Traceback" not in err
