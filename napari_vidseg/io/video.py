@@ -140,10 +140,11 @@ class _FfmpegBackend:
             raise InputError(f"{path}: the video has no frames (empty, or truncated before its first frame?)")
         if self.width <= 0 or self.height <= 0:
             raise InputError(f"{path}: the video has no valid frame size ({self.width}x{self.height})")
-        # Without presentation times in the packet index (AVI; H.264 in AVI with B-frames gets
-        # decoded times shifted by the reorder delay) frames are counted in decode order instead
-        # of matched by time, and a read decodes from the start instead of seeking.
-        self.ordinal = not bool(np.all(np.isfinite(self.times)))
+        # Without a single presentation time in the packet index (H.264 in AVI: the decoder's
+        # guessed times are shifted by the B-frame reorder delay, so none matches) frames are
+        # counted in decode order instead of matched by time, and a read decodes from the start
+        # instead of seeking. Files with some times (MPEG-PS) are matched as before.
+        self.ordinal = self._no_pts
         # The probe's times count from the container's start time, as -ss does; decoded frames
         # keep their own times (-copyts, see stream) and are matched after taking it off.
         m = re.search(r"\bstart:\s*(-?[\d.]+)", header)
@@ -182,6 +183,7 @@ class _FfmpegBackend:
         A demux-only pass (`-c copy`), so it costs file reading, not decoding.
         Packets flagged as discarded (edit lists) are skipped, like the decoder does.
         """
+        self._no_pts = False  # no packet has a presentation time (set below)
         cmd = [self._exe, "-hide_banner", "-nostdin", "-i", str(self.path), "-map", "0:v:0",
                "-c", "copy", "-f", "framecrc", "-"]
         r = subprocess.run(cmd, capture_output=True)
@@ -210,6 +212,7 @@ class _FfmpegBackend:
                 pts.append(int(parts[2]))
         if not pts:
             return np.zeros(0), err
+        self._no_pts = tb is None or max(pts) < -(2**62)
         if tb is None or min(pts) < -(2**62):  # no timestamps (e.g. raw streams): fall back to n / fps
             return np.full(len(pts), np.nan), err
         return np.sort(np.asarray(pts, dtype=np.float64)) * tb, err
