@@ -15,6 +15,9 @@ Session folder layout:
     masks/, index.*   the MaskStore (one 1-bit PNG per object and frame, provenance, confidence)
     base/             propagated masks that the user then corrected, kept so that undoing
                       every correction click restores the propagated mask
+    session.lock      while open: one writer per folder (a second process gets a clear error;
+                      a killed holder's lock is taken over; io/folder_lock.py). close() lets go
+    outputs.json      output folders `segment` wrote from this session (a re-run may write there)
 
 Crash safety: every change is written before the call returns (masks first, then
 session.json), each write atomic, so a killed process loses at most the action in
