@@ -207,6 +207,24 @@ def test_disk_error_at_export_is_one_line_and_the_work_is_kept(video, clicks, tm
     assert len(h.mask_files(out)) == T
 
 
+def test_disk_full_while_writing_a_mask_leaves_no_temporary_file(video, clicks, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".00001.png.999.tmp").write_bytes(b"left by a run killed mid-write")
+    real_save = Image.Image.save
+
+    def full(self, fp, *a, **k):
+        if Path(str(fp)).parent == out and "00003" in str(fp):
+            Path(fp).write_bytes(b"half a png")
+            raise OSError(errno.ENOSPC, "No space left on device", str(fp))
+        return real_save(self, fp, *a, **k)
+
+    monkeypatch.setattr(Image.Image, "save", full)
+    assert run(video, "--clicks", clicks, "--out", out, "--no-propagate", "--quiet") == 2  # leftovers are ours
+    assert "the disk is full" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["00000.png", "00001.png", "00002.png"]  # no .tmp
+
+
 # -- 5. resume: the same command re-opens the session and continues --------------------------------
 def test_same_command_resumes_and_says_how_many_frames_it_computed(video, clicks, tmp_path, capsys):
     args = [video, "--clicks", clicks, "--out", tmp_path / "out", "--session", tmp_path / "s", *h.FAST[:-1]]

@@ -20,6 +20,8 @@ from ..types import InputError
 
 #: names `export` writes into a mask folder; the only files --overwrite may remove
 MASK_NAME = re.compile(r"^\d{5,}\.png$")
+#: a mask file's temporary name while it is written (io/masks.py write_mask_png)
+MASK_TMP = re.compile(r"^\.\d{5,}\.png\.\d+\.tmp$")
 #: the output folder's lock file (io/folder_lock.py): not counted as content
 OUTPUT_LOCK = ".vidseg-output.lock"
 
@@ -49,10 +51,10 @@ def check_not_input(video, path, what: str, folder: bool) -> None:
 
 
 def foreign_entries(folder: Path) -> list[str]:
-    """What a folder holds besides our lock file (names, sorted)."""
+    """What a folder holds besides our lock file and our temporary mask files (names, sorted)."""
     if not folder.is_dir():
         return []
-    return sorted(e.name for e in os.scandir(folder) if e.name != OUTPUT_LOCK)
+    return sorted(e.name for e in os.scandir(folder) if e.name != OUTPUT_LOCK and not MASK_TMP.match(e.name))
 
 
 def check_output_folder(out: Path, owned: bool, overwrite: bool) -> None:
@@ -69,12 +71,16 @@ def check_output_folder(out: Path, owned: bool, overwrite: bool) -> None:
 
 def remove_stale_masks(out: Path, n_frames: int) -> list[str]:
     """Delete mask files (00000.png, ...) numbered past the video's last frame: left by an
-    older, longer job, they would mix with this one's. Other files are never touched."""
+    older, longer job, they would mix with this one's. Also the temporary files of a run
+    killed mid-write (the caller holds the folder's lock: none is being written). Other
+    files are never touched. Returns the mask files removed."""
     removed = []
     for e in os.scandir(out):
         if MASK_NAME.match(e.name) and int(e.name[:-4]) >= n_frames:
             os.unlink(e.path)
             removed.append(e.name)
+        elif MASK_TMP.match(e.name):
+            os.unlink(e.path)
     return sorted(removed)
 
 
