@@ -94,15 +94,15 @@ def click_rows(job: Job):
 
 
 def run_job(job: Job, quiet: bool = True, say: Callable[..., None] | None = None, parent=None,
-            predictor=None) -> dict:
+            predictor=None, on_session: Callable[[Any, int], None] | None = None) -> dict:
     """Run the job: the session (created, or re-opened), the annotations, the
     propagation of every object in one pass, the outputs. Returns what it wrote
     and the propagation's {"computed", "skipped"} frames. parent, predictor: the
     networks to use instead of loading the shipped ones (a batch worker keeps
-    them loaded across jobs)."""
+    them loaded across jobs). on_session(session, n_objects): called once the
+    session is open, before any work (segment's RunGuard checks the outputs there)."""
     from .commands.segment import _background, apply_clicks, build_session
     from .io.masks import read_mask_png
-    from .progress import drain
 
     job.check()
     say = say or (lambda *a: None)
@@ -112,6 +112,7 @@ def run_job(job: Job, quiet: bool = True, say: Callable[..., None] | None = None
         if p:
             Path(p).parent.mkdir(parents=True, exist_ok=True)
     rows = click_rows(job)
+    resumed = job._has_session()
     session, ids = build_session(job.video, rows, None if job.session is None else Path(job.session))
     if parent is not None:
         session.set_parent(parent)
@@ -125,38 +126,89 @@ def run_job(job: Job, quiet: bool = True, say: Callable[..., None] | None = None
         if name not in ids:
             by_name = {o.name: o.id for o in session.objects.values()}
             ids[name] = by_name.get(name) or session.add_object(name)
-    say(f"video: {session.source.n_frames} frames, {session.source.width}x{session.source.height}; "
+    if on_session is not None:
+        on_session(session, len(ids))
+    T = int(session.source.n_frames)
+    say(f"video: {T} frames, {session.source.width}x{session.source.height}; "
         f"{len(rows)} clicks, {sum(len(m) for m in job.masks.values())} masks on {len(ids)} object(s)")
-    drain(apply_clicks(session, rows, ids), quiet=quiet)
+    if resumed:
+        say(f"resuming the session in {job.session}: "
+            + ", ".join(f"object {n}: {len(session.masks.frames(o))} of {T} frames have a mask"
+                        for n, o in ids.items()))
+    _drain(apply_clicks(session, rows, ids), quiet)
     for name, per_frame in job.masks.items():
         for t, path in per_frame.items():
             session.set_mask(int(t), ids[name], read_mask_png(Path(path)) > 0)
-    result: dict[str, Any] = {"objects": {name: int(o) for name, o in ids.items()},
-                              "frames": int(session.source.n_frames)}
-    if job.propagate:
+    result: dict[str, Any] = {"objects": {name: int(o) for name, o in ids.items()}, "frames": T}
+    if job.propagate and all(len(session.masks.annotated(o)) >= T for o in ids.values()):
+        say("every frame is annotated (a one-frame video?): nothing to propagate")
+    elif job.propagate:
         from .video import propagators
 
         config = propagators.make_config(job.method, preset=job.preset, **job.options)
         say(f"propagating {len(ids)} object(s)")
-        summary = drain(session.propagate(list(ids.values()), config, method=job.method,
-                                                      resume=job.resume), quiet=quiet) or {}
+        summary = _drain(session.propagate(list(ids.values()), config, method=job.method,
+                                           resume=job.resume), quiet) or {}
         say(f"propagation: computed {summary.get('computed', 0)} frames, "
             f"skipped {summary.get('skipped', 0)} already done")
         result["propagation"] = summary
-    out = job.outputs
-    obj = next(iter(ids.values())) if len(ids) == 1 else None
-    to = {k: (Path(out[k]) if out.get(k) else None) for k in ("masks", "labels", "sticker", "composite")}
-    # Masks (and labels, composite) once for all objects; a sticker shows the first object.
-    if to["masks"] or to["labels"] or to["composite"] or (to["sticker"] and obj is not None):
-        result.update(drain(session.export(to["masks"], obj=obj, sticker=to["sticker"] if obj is not None else None,
-                                           composite=to["composite"], background=background, labels=to["labels"]),
-                            quiet=quiet) or {})
-    if obj is None and to["sticker"] is not None:
-        first_obj = next(iter(ids.values()))
-        result.update(drain(session.export(None, obj=first_obj, sticker=to["sticker"]), quiet=quiet) or {})
-    for key in ("masks", "labels", "sticker", "composite"):
-        if key in result:
-            say(f"{key}: {result[key]}")
+        say(", ".join(f"object {n}: {len(session.masks.frames(o))} of {T} frames have a mask" for n, o in ids.items()))
+    result.update(_export(session, ids, job.outputs, background, quiet, say))
+    _summary(session, ids, say)
     if job.session:
         say(f"session: {job.session} (open it in napari with the vidseg widget)")
     return result
+
+
+def _drain(gen, quiet: bool):
+    """drain(), and the generator closed however it ends: an interrupted job's clean-up (the
+    mask index written, temporary files removed) runs now, while the session is still open."""
+    from .progress import drain
+
+    try:
+        return drain(gen, quiet=quiet)
+    finally:
+        gen.close()
+
+
+def _export(session, ids: dict, out: dict, background, quiet: bool, say) -> dict:
+    """Masks (and labels, composite) once for all objects; a sticker shows the one object, or the first."""
+    from .io import outputs as oc
+
+    result: dict[str, Any] = {}
+    obj = next(iter(ids.values())) if len(ids) == 1 else None
+    to = {k: (Path(out[k]) if out.get(k) else None) for k in ("masks", "labels", "sticker", "composite")}
+    if to["masks"] is not None and to["masks"].is_dir():
+        removed = oc.remove_stale_masks(to["masks"], int(session.source.n_frames))
+        if removed:
+            say(f"removed {len(removed)} stale mask file(s) numbered past the last frame from {to['masks']}")
+    if to["masks"] or to["labels"] or to["composite"] or (to["sticker"] and obj is not None):
+        result.update(_drain(session.export(to["masks"], obj=obj, sticker=to["sticker"] if obj is not None else None,
+                                            composite=to["composite"], background=background, labels=to["labels"]),
+                             quiet) or {})
+    if obj is None and to["sticker"] is not None:
+        first_obj = next(iter(ids.values()))
+        result.update(_drain(session.export(None, obj=first_obj, sticker=to["sticker"]), quiet) or {})
+    for key in ("masks", "labels", "sticker", "composite"):
+        if key in result:
+            say(f"{key}: {result[key]}")
+    return result
+
+
+def _summary(session, ids: dict, say) -> None:
+    """Frames the user should look at: undecodable or damaged ones first, then the worst scores."""
+    from .types import Provenance
+
+    damaged = session.damaged_frames()
+    if damaged:
+        say(f"frames that could not be read: {_frame_list(damaged)} (each shows the last frame that could; "
+            f"their masks are guesses: check them first)")
+    for name, obj in ids.items():
+        if session.masks.frames(obj, Provenance.PROPAGATED) or session.damaged_frames(obj):
+            say(f"object {name}: frames to check first: {_frame_list(session.worst_frames(obj, k=5))}")
+
+
+def _frame_list(ts: list[int], shown: int = 20) -> str:
+    if not ts:
+        return "none"
+    return ", ".join(str(t) for t in ts[:shown]) + (f" and {len(ts) - shown} more" if len(ts) > shown else "")

@@ -1,7 +1,10 @@
 """npe2 reader: a video file or a folder of frames -> a lazy RGB Image layer.
 
-The layer's data is `VideoSource.to_dask()`: moving the time slider decodes
-only the chunk that holds the frame (one ffmpeg process per chunk, LRU cached).
+The layer's data is an io.frame_array.FrameArray over the VideoSource: moving
+the time slider decodes only the chunk that holds the frame (one ffmpeg process
+per chunk; the source keeps a couple of chunks). It is not a dask array, so
+napari's dask cache (a quarter of the machine's memory) does not fill up with
+frames as the slider travels.
 """
 from __future__ import annotations
 
@@ -32,7 +35,8 @@ def get_reader(path):
 
 
 def read_video(path):
-    """[(dask_array, {name, rgb, metadata}, "image")] for one video or frame folder."""
+    """[(frames, {name, rgb, metadata}, "image")] for one video or frame folder."""
+    from ..io.frame_array import FrameArray
     from ..io.video import VideoSource
 
     if isinstance(path, (list, tuple)):
@@ -44,7 +48,7 @@ def read_video(path):
         "rgb": True,
         "metadata": {"vidseg_path": str(source.path), "fps": source.fps, "n_frames": source.n_frames},
     }
-    return [(source.to_dask(), meta, "image")]
+    return [(FrameArray(source), meta, "image")]
 
 
 __all__ = ["get_reader", "read_video", "IMAGE_SUFFIXES", "VIDEO_SUFFIXES"]

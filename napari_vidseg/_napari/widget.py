@@ -364,6 +364,8 @@ class VidSegWidget(Container):
                              f"{session.source.width} but layer {layer.name!r} has shape {shape}")
         self._unbind_layers()
         self._follow(None)
+        if self.session is not None and self.session is not session:
+            self.session.close()  # its folder's lock: another process (or widget) may open it now
         self.session = session
         self.video_layer = layer
         if self.video_combo.value != layer:

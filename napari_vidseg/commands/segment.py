@@ -3,7 +3,8 @@
     napari-vidseg segment VIDEO --clicks CLICKS.csv --out DIR [--sticker FILE] [--composite FILE]
     napari-vidseg segment --sample --out DIR        # the bundled clip with its bundled clicks
 
-CLICKS.csv has a header with columns frame,x,y,positive and optionally object:
+CLICKS.csv has a header with columns frame,x,y,positive and optionally object
+(separated by commas, or semicolons or tabs as spreadsheets in some locales write):
 frame is a 0-based frame index, (x, y) = (column, row) in frame pixels, positive
 is 1/0 (or true/false, yes/no, +/-), object is any name or number (one object
 per distinct value; all clicks belong to one object without the column).
@@ -38,7 +39,11 @@ def configure(parser) -> None:
     parser.add_argument("--composite", type=Path, help="the object over the dimmed original, .mp4")
     parser.add_argument("--background", help="composite background: a colour r,g,b or an image file")
     parser.add_argument("--labels", type=Path, help="also write the (T, H, W) label volume (.npy or .tif)")
-    parser.add_argument("--session", type=Path, help="keep the session in this folder (re-open it in napari)")
+    parser.add_argument("--session", type=Path,
+                        help="keep the work in this session folder (default: OUT.session beside the output); "
+                             "running the same command again resumes it; re-open it in napari")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write into a non-empty output folder that another job made (its masks are replaced)")
     parser.add_argument("--no-propagate", action="store_true",
                         help="only segment the clicked frames (no propagation)")
     parser.add_argument("--mode", choices=("head", "full"), default="head",
@@ -63,6 +68,7 @@ def configure(parser) -> None:
                         help="propagation method (napari_vidseg.video.propagators; default: osvos)")
     parser.add_argument("--preset", default=None, help="the method's preset (osvos: default, fast, quality)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(_parser=parser)  # the resume command is rebuilt from the parsed options
 
 
 @dataclass(frozen=True)
@@ -92,13 +98,23 @@ def _parse_number(value: str, name: str, line: int) -> float:
     return v
 
 
+def _delimiter(header: str) -> str:
+    """',' unless the header line is only split by ';' or a tab (spreadsheets in locales whose
+    decimal mark is a comma write ';')."""
+    for sep in (";", "\t"):
+        if "," not in header and sep in header:
+            return sep
+    return ","
+
+
 def read_clicks(path: Path) -> list[ClickRow]:
     """Parse a clicks CSV; every problem is an InputError naming the line."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"clicks file not found: {path}")
     with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
+        reader = csv.DictReader(f, delimiter=_delimiter(f.readline()))
+        f.seek(0)
         header = [h.strip().lower() for h in (reader.fieldnames or [])]
         missing = [c for c in REQUIRED if c not in header]
         if missing:
@@ -160,9 +176,15 @@ def _background(text: str | None):
 
 def build_session(video, rows: list[ClickRow], folder: Path | None = None):
     """A session with one object per distinct `object` value and the clicks applied frame by frame."""
-    from ..video.session import VideoSession
+    from ..video.session import SESSION_FILE, VideoSession
 
-    # An existing session folder is re-opened (its objects found by name), so a stopped run continues.
+    # An existing session folder is re-opened (its objects found by name), so a stopped run continues,
+    # unless it holds the work on another video.
+    if folder is not None and (Path(folder) / SESSION_FILE).exists():
+        stored = VideoSession._read_meta(Path(folder)).get("video")
+        if stored and Path(stored).exists() and Path(stored).resolve() != Path(video).expanduser().resolve():
+            raise InputError(f"the session folder {folder} holds the work on another video ({stored}), not "
+                             f"{video}: give another --session (or --out) for this video")
     session = VideoSession.open_or_create(video, folder) if folder is not None else VideoSession.create(video)
     src = session.source
     check_clicks(rows, int(src.n_frames), int(src.height), int(src.width))
@@ -188,28 +210,65 @@ def apply_clicks(session, rows: list[ClickRow], ids: dict[str, int]):
             yield Progress("clicks", done, total, frame=t, message=f"object {name}")
 
 
+def resume_command(args, session_dir: Path) -> str:
+    """The command that continues this run: the same options, paths made absolute, and
+    --session naming the folder that holds the work."""
+    import shlex
+
+    parser = getattr(args, "_parser", None)
+    words = ["napari-vidseg", "segment"]
+    if parser is None:
+        return " ".join(words + ["...", "--session", shlex.quote(str(Path(session_dir).absolute()))])
+
+    def text(v):
+        return str(Path(v).absolute()) if isinstance(v, Path) else str(v)
+
+    for a in parser._actions:
+        if a.dest in ("help", "_parser") or not hasattr(args, a.dest):
+            continue
+        v = getattr(args, a.dest)
+        if a.dest == "session":
+            v = Path(session_dir)
+        if not a.option_strings:  # the video
+            if v is not None:
+                words.append(shlex.quote(text(Path(v))))
+            continue
+        if v is None or v == a.default:
+            continue
+        flag = a.option_strings[-1] if a.nargs == 0 or isinstance(v, bool) else a.option_strings[0]
+        if isinstance(v, bool):  # store_true, or --refine/--no-refine
+            flag = next((o for o in a.option_strings if o.startswith("--no-") != v), flag)
+            words.append(flag)
+        else:
+            words += [flag, shlex.quote(text(v))]
+    return " ".join(words)
+
+
 def osvos_options(args) -> dict:
     """The OSVOS options given by segment's flags (None: the library's)."""
     return dict(mode=args.mode, int8=args.int8 or None, flip=args.flip or None, steps=args.steps,
                 input_long_side=args.input_size, self_train=args.self_train, refine=args.refine)
 
 
-def job_from_args(args):
-    """segment's flags as a headless job (napari_vidseg/jobs.py)."""
-    from ..jobs import Job
-    from ..video import propagators
-
+def video_and_clicks(args) -> tuple:
     if args.sample:
         from ..sample import sample_clip_path
 
-        video = args.video or sample_clip_path()
-        clicks = args.clicks or sample_clicks_path()
-    else:
-        if not args.video:
-            raise InputError("give a VIDEO (or --sample for the bundled clip)")
-        if not args.clicks:
-            raise InputError("give --clicks CLICKS.csv (columns frame,x,y,positive[,object])")
-        video, clicks = args.video, args.clicks
+        return args.video or sample_clip_path(), args.clicks or sample_clicks_path()
+    if not args.video:
+        raise InputError("give a VIDEO (or --sample for the bundled clip)")
+    if not args.clicks:
+        raise InputError("give --clicks CLICKS.csv (columns frame,x,y,positive[,object])")
+    return args.video, args.clicks
+
+
+def job_from_args(args, session: Path | None = None):
+    """segment's flags as a headless job (napari_vidseg/jobs.py); session: the folder the run keeps
+    its work in (default: --session)."""
+    from ..jobs import Job
+    from ..video import propagators
+
+    video, clicks = video_and_clicks(args)
     _background(args.background)  # checked before any work
     rows = read_clicks(clicks)
     if args.steps is not None and args.steps < 0:
@@ -222,13 +281,19 @@ def job_from_args(args):
                options={k: v for k, v in options.items() if v is not None},
                clicks=[{"frame": r.frame, "x": r.click.x, "y": r.click.y, "positive": r.click.positive,
                         "object": r.obj, "line": r.line} for r in rows],
-               session=None if args.session is None else str(args.session),
+               session=str(session) if session is not None else (None if args.session is None else str(args.session)),
                outputs={k: str(v) for k, v in outputs.items() if v is not None})
 
 
 def run(args) -> int:
     from ..jobs import run_job
+    from .guard import OutputPlan, RunGuard
 
+    video, _ = video_and_clicks(args)
+    # Every check on the output paths before any work (and before the video is decoded).
+    plan = OutputPlan.check(video, args.out, args.session, [args.sticker, args.composite, args.labels])
+    job = job_from_args(args, session=plan.session)
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
-    run_job(job_from_args(args), quiet=args.quiet, say=say)
-    return 0
+    with RunGuard(plan, resume_command(args, plan.session), overwrite=args.overwrite) as guard:
+        run_job(job, quiet=args.quiet, say=say, on_session=guard.attach)
+    return guard.exit_code

@@ -55,8 +55,13 @@ def write_mask_png(path, mask: np.ndarray) -> Path:
     """Write one mask (bool -> 0/255) or label image (int -> palette/16-bit) atomically."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    _mask_image(mask).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    image = _mask_image(mask)
+    try:
+        image.save(tmp, format="PNG")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk must not leave half files in the user's folder
+        raise
     return path
 
 

@@ -52,6 +52,12 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 #: frame rate assumed for a folder of frames (DAVIS is 24 fps) unless given.
 DEFAULT_FOLDER_FPS = 24.0
+#: frames a chunk holds by default; fewer where that would exceed DEFAULT_CHUNK_BYTES
+DEFAULT_CHUNK_FRAMES = 16
+#: a default chunk's size limit: at 4K, 16 frames are 398 MB and the cache's two chunks 796 MB,
+#: which put propagation's peak at 2.4 GB (docs/reliability.md, "Memory per resolution");
+#: 128 MB leaves 1080p (16 frames = 100 MB) as it was
+DEFAULT_CHUNK_BYTES = 128 * 1024**2
 #: the chunk cache holds at most this many bytes (but always at least 2 chunks).
 DEFAULT_CACHE_BYTES = 512 * 1024**2
 #: and at most this many chunks.
@@ -60,6 +66,13 @@ DEFAULT_CACHE_CHUNKS = 8
 #: decoding and dropping them (about 4.6 ms a 1080p frame) costs less than a new process, whose seek
 #: decodes again from the last key frame (docs/benchmarks.md, "Propagation's reads").
 SKIP_AHEAD = 32
+
+
+def default_chunk_frames(frame_bytes: int) -> int:
+    """DEFAULT_CHUNK_FRAMES, or fewer for frames so large that a chunk would pass DEFAULT_CHUNK_BYTES.
+    A read in order continues one decode whatever the chunk size (_OpenStream), so smaller
+    chunks cost no ffmpeg starts there."""
+    return max(1, min(DEFAULT_CHUNK_FRAMES, DEFAULT_CHUNK_BYTES // max(int(frame_bytes), 1)))
 
 
 def natural_key(name: str) -> list:
@@ -114,11 +127,28 @@ class _FfmpegBackend:
         if not meta.get("size"):
             raise InputError(f"{path}: the file has no video stream")
         self.width, self.height = (int(v) for v in meta["size"])
+        # ffmpeg applies a display rotation when it decodes (phones store portrait video as
+        # landscape plus a rotation): frames come out upright, so a quarter turn swaps the size
+        self.rotation = _display_rotation(header, meta)
+        if self.rotation % 180 == 90:
+            self.width, self.height = self.height, self.width
+        elif self.rotation % 90:
+            raise InputError(f"{path}: the video asks to be shown rotated by {self.rotation} degrees; only quarter "
+                             f"turns are supported (re-encode it upright, e.g. with ffmpeg's -vf rotate)")
         self.n_frames = len(self.times)
         if self.n_frames == 0:
             raise InputError(f"{path}: the video has no frames (empty, or truncated before its first frame?)")
         if self.width <= 0 or self.height <= 0:
             raise InputError(f"{path}: the video has no valid frame size ({self.width}x{self.height})")
+        # Without a single presentation time in the packet index (H.264 in AVI: the decoder's
+        # guessed times are shifted by the B-frame reorder delay, so none matches) frames are
+        # counted in decode order instead of matched by time, and a read decodes from the start
+        # instead of seeking. Files with some times (MPEG-PS) are matched as before.
+        self.ordinal = self._no_pts
+        # The probe's times count from the container's start time, as -ss does; decoded frames
+        # keep their own times (-copyts, see stream) and are matched after taking it off.
+        m = re.search(r"\bstart:\s*(-?[\d.]+)", header)
+        self.start_time = float(m.group(1)) if m else 0.0
         self.fps, self.variable_frame_rate = self._frame_rate(float(meta.get("fps") or 0.0))
 
     # -- metadata
@@ -153,6 +183,7 @@ class _FfmpegBackend:
         A demux-only pass (`-c copy`), so it costs file reading, not decoding.
         Packets flagged as discarded (edit lists) are skipped, like the decoder does.
         """
+        self._no_pts = False  # no packet has a presentation time (set below)
         cmd = [self._exe, "-hide_banner", "-nostdin", "-i", str(self.path), "-map", "0:v:0",
                "-c", "copy", "-f", "framecrc", "-"]
         r = subprocess.run(cmd, capture_output=True)
@@ -181,6 +212,7 @@ class _FfmpegBackend:
                 pts.append(int(parts[2]))
         if not pts:
             return np.zeros(0), err
+        self._no_pts = tb is None or max(pts) < -(2**62)
         if tb is None or min(pts) < -(2**62):  # no timestamps (e.g. raw streams): fall back to n / fps
             return np.full(len(pts), np.nan), err
         return np.sort(np.asarray(pts, dtype=np.float64)) * tb, err
@@ -215,12 +247,15 @@ class _FfmpegBackend:
         start-1 and frame start (ffmpeg's accurate seeking then starts exactly at `start`);
         frames before `start` are skipped anyway.
         """
-        seek = 0.5 * (self.times[start - 1] + self.times[start]) if start > 0 else 0.0
-        cmd = [self._exe, "-hide_banner", "-nostdin", "-loglevel", "info"]
-        if start > 0:
+        seek = 0.5 * (self.times[start - 1] + self.times[start]) if start > 0 and not self.ordinal else 0.0
+        # -copyts: frames keep the times of the file. Without it ffmpeg shifts them by the seek
+        # point in MP4/MKV but by the key frame it landed on in AVI, which put every frame of
+        # a seeked AVI read one index off.
+        cmd = [self._exe, "-hide_banner", "-nostdin", "-loglevel", "info", "-copyts"]
+        if seek > 0:
             cmd += ["-ss", f"{seek:.6f}"]
         cmd += ["-i", str(self.path), "-map", "0:v:0", "-an", "-sn", "-dn",
-                "-fps_mode", "passthrough", "-frames:v", str(stop - start),
+                "-fps_mode", "passthrough", "-frames:v", str(stop if self.ordinal else stop - start),
                 "-vf", "showinfo=checksum=0", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 bufsize=0)
@@ -229,7 +264,7 @@ class _FfmpegBackend:
         reader.start()
         _grow_pipe(proc.stdout)
         nbytes = self.height * self.width * 3
-        fallback = start  # index by order if a frame has no timestamp
+        fallback = 0 if self.ordinal else start  # index by order if a frame has no (usable) timestamp
         try:
             while True:
                 # read straight into the frame's own array: no intermediate bytes copies
@@ -240,7 +275,7 @@ class _FfmpegBackend:
                     t = times.get(timeout=30)
                 except queue.Empty:
                     t = None
-                idx = self._index_of(t + seek) if t is not None else fallback
+                idx = self._index_of(t - self.start_time) if t is not None and not self.ordinal else fallback
                 fallback = idx + 1
                 if idx < start:
                     continue
@@ -269,6 +304,18 @@ class _FfmpegBackend:
     def _min_step(self) -> float:
         d = np.diff(self.times)
         return float(d.min()) if len(d) else 1.0
+
+
+_ROTATION = re.compile(r"(?:displaymatrix: rotation of|Display Matrix: rotation of)\s*(-?[\d.]+)\s*degrees",
+                       re.IGNORECASE)
+_ROTATE_TAG = re.compile(r"^\s*rotate\s*:\s*(-?\d+)\s*$", re.MULTILINE)
+
+
+def _display_rotation(header: str, meta: dict) -> int:
+    """The display rotation (degrees, 0..359) ffmpeg applies when decoding, from the probe's header."""
+    m = _ROTATION.search(header) or _ROTATE_TAG.search(header)
+    angle = float(m.group(1)) if m else float(meta.get("rotate") or 0)
+    return int(round(angle)) % 360
 
 
 _SHOWINFO = re.compile(r"Parsed_showinfo.*\bn:\s*\d+\s+pts:\s*(-?\d+|NOPTS)\s+pts_time:\s*(\S+)")
@@ -319,18 +366,25 @@ class _FolderBackend:
         self.files = list_frame_files(path)
         if not self.files:
             raise InputError(f"{path}: the folder holds no image files ({', '.join(IMAGE_SUFFIXES)})")
-        sizes = []
-        for f in self.files:  # headers only: PIL reads pixel data lazily
+        first = None  # (file, size) of the first readable frame
+        #: frames whose file cannot be read: served like a video's undecodable frames (padded, reported)
+        self.unreadable: set[int] = set()
+        for i, f in enumerate(self.files):  # headers only: PIL reads pixel data lazily
             try:
                 with Image.open(f) as im:
-                    sizes.append(im.size)
-            except Exception as e:  # noqa: BLE001 - any decoder error means a bad file
-                raise InputError(f"{f}: not a readable image: {e}") from None
-            if sizes[-1] != sizes[0]:
+                    size = im.size
+            except Exception:  # noqa: BLE001 - any decoder error means a bad file
+                self.unreadable.add(i)
+                continue
+            if first is None:
+                first = (f, size)
+            elif size != first[1]:
                 raise InputError(
-                    f"{f}: frame size {sizes[-1][0]}x{sizes[-1][1]} differs from the first frame "
-                    f"{self.files[0].name} ({sizes[0][0]}x{sizes[0][1]}); all frames of a folder must match")
-        self.width, self.height = sizes[0]
+                    f"{f}: frame size {size[0]}x{size[1]} differs from the first frame "
+                    f"{first[0].name} ({first[1][0]}x{first[1][1]}); all frames of a folder must match")
+        if first is None:
+            raise InputError(f"{path}: none of its {len(self.files)} image files can be read (corrupt?)")
+        self.width, self.height = first[1]
         self.n_frames = len(self.files)
         self.fps = float(fps or DEFAULT_FOLDER_FPS)
         self.variable_frame_rate = False
@@ -354,9 +408,19 @@ class _FolderBackend:
     continues = False
 
     def stream(self, start: int, stop: int, keep: Sequence[int] | None = None) -> Iterator[tuple[int, np.ndarray]]:
-        """(index, frame) for frames start..stop-1, or for the indices in `keep` only."""
+        """(index, frame) for frames start..stop-1, or for the indices in `keep` only.
+
+        A frame whose file cannot be read is left out, as a video decoder drops a corrupt
+        frame: the reader pads the gap and reports the frame (VideoSource.filled_frames)."""
         for i in (range(start, stop) if keep is None else keep):
-            yield i, self.load(i)
+            if i in self.unreadable:
+                continue
+            try:
+                frame = self.load(i)
+            except InputError:
+                self.unreadable.add(i)
+                continue
+            yield i, frame
 
 
 class _OpenStream:
@@ -442,7 +506,8 @@ class VideoSource(RGBFramesMixin):
     def __init__(self, backend, path: Path, chunk_frames: int, cache_bytes: int, cache_chunks: int):
         self._backend = backend
         self.path = path
-        self.chunk_frames = int(chunk_frames)
+        frame_bytes = int(backend.height) * int(backend.width) * 3
+        self.chunk_frames = int(chunk_frames) if chunk_frames is not None else default_chunk_frames(frame_bytes)
         self.fps = float(backend.fps)
         self.n_frames = int(backend.n_frames)
         self.height = int(backend.height)
@@ -465,7 +530,7 @@ class VideoSource(RGBFramesMixin):
 
     # -- construction
     @classmethod
-    def open(cls, path, chunk_frames: int = 16, *, fps: float | None = None,
+    def open(cls, path, chunk_frames: int | None = None, *, fps: float | None = None,
              cache_bytes: int = DEFAULT_CACHE_BYTES, cache_chunks: int = DEFAULT_CACHE_CHUNKS) -> "VideoSource":
         """Open a video file or a folder of frames; reads metadata only.
 
@@ -478,7 +543,7 @@ class VideoSource(RGBFramesMixin):
         if path is None or str(path) == "":
             raise InputError("no video path given")
         p = Path(path).expanduser()
-        if chunk_frames < 1:
+        if chunk_frames is not None and chunk_frames < 1:
             raise InputError(f"chunk_frames must be at least 1, got {chunk_frames}")
         if not p.exists():
             raise InputError(f"{p}: no such file or folder")
@@ -608,6 +673,8 @@ class VideoSource(RGBFramesMixin):
             if block is not None and len(block):
                 return block[-1]
             c -= 1
+        if not self._backend.continues:  # a frame folder: its size is known, pad with black
+            return np.zeros((self.height, self.width, 3), np.uint8)
         raise InputError(f"{self.path}: frame {start} cannot be decoded, and no frame before it can either "
                          f"(corrupt video?)")
 
@@ -750,7 +817,7 @@ class VideoSource(RGBFramesMixin):
         return a.astype(dtype) if dtype is not None else a
 
 
-def open_video(path, chunk_frames: int = 16, **kw) -> VideoSource:
+def open_video(path, chunk_frames: int | None = None, **kw) -> VideoSource:
     """Shorthand for VideoSource.open."""
     return VideoSource.open(path, chunk_frames, **kw)
 

@@ -114,6 +114,10 @@ def union_box(*boxes):
             min(b[2] for b in boxes), max(b[3] for b in boxes))
 
 
+def _has_positive(inter: Interactions) -> bool:
+    return any(c.positive for c in inter.clicks) or any(s.positive for s in inter.strokes)
+
+
 class InteractivePredictor:
     def __init__(self, net=None, device=None, use_crf: bool = True, input_size: int | None = None,
                  zoom_in: bool = True, crf_params: crf_mod.CRFParams = crf_mod.CRFParams(),
@@ -253,6 +257,11 @@ class InteractivePredictor:
             raise InputError(f"current mask has shape {prev.shape}, the frame is {H}x{W}")
         prob = prev.astype(np.float32)
         full = (0, H, 0, W)
+        if not prev.any() and not _has_positive(interactions):
+            # Only "not here" marks and nothing to remove them from: the object is not on this
+            # frame as far as the user said, so the mask is empty (the network, asked anyway,
+            # invents an object where no click put one; the CLI and the library agree on this).
+            return Prediction(np.zeros((H, W), bool), np.zeros((H, W), np.float32), full)
         roi = union_box(_bbox(prev), interaction_box(interactions, H, W))
         if not self.zoom_in or roi is None:
             box = full

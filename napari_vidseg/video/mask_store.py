@@ -25,6 +25,7 @@ import json
 import os
 import shutil
 import threading
+import warnings
 import zlib
 from collections import OrderedDict
 from pathlib import Path
@@ -38,24 +39,44 @@ from ..types import InputError, Provenance
 INDEX_VERSION = 1
 _COMPACT_EVERY = 2000  # journal lines before the snapshot is rewritten
 _CACHE_BYTES = 64 * 2**20  # decoded masks kept in the LRU
+_CORRUPT = ".corrupt"  # per-object folder where unreadable mask PNGs are kept
 
 
 def atomic_write_bytes(path: Path, data: bytes, fsync: bool = False) -> None:
     """Write `data` to `path` so that readers see the old or the new file, never half of one."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        if fsync:
-            f.flush()
-            os.fsync(f.fileno())
-    os.replace(tmp, path)
+    tmp = _tmp_name(path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        _discard(tmp)  # a full disk must not leave half files behind
+        raise
+
+
+def _tmp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+
+
+def _discard(tmp: Path) -> None:
+    try:
+        tmp.unlink(missing_ok=True)
+    except OSError:
+        pass  # swept when the store is opened next
 
 
 def _save_png_atomic(path: Path, mask: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    Image.fromarray(mask).save(tmp, format="PNG")  # bool array -> mode "1": 1 bit a pixel
-    os.replace(tmp, path)
+    tmp = _tmp_name(path)
+    try:
+        Image.fromarray(mask).save(tmp, format="PNG")  # bool array -> mode "1": 1 bit a pixel
+        os.replace(tmp, path)
+    except BaseException:
+        _discard(tmp)
+        raise
 
 
 def write_png(root: Path, obj: int, t: int, mask: np.ndarray) -> None:
@@ -78,8 +99,12 @@ def _load_png(path: Path) -> np.ndarray:
 
 class MaskStore:
     def __init__(self, root: Path | None, height: int, width: int, n_frames: int,
-                 cache_bytes: int = _CACHE_BYTES):
+                 cache_bytes: int = _CACHE_BYTES, guard=None):
         self.root = None if root is None else Path(root)
+        #: called before every write; raises when this store may no longer write (FolderLock.check)
+        self._guard = guard or (lambda: None)
+        #: (obj, t) whose PNG could not be read: moved to masks/<obj>/.corrupt/, entry dropped
+        self.damaged: set[tuple[int, int]] = set()
         self.height, self.width, self.n_frames = int(height), int(width), int(n_frames)
         self._lock = threading.RLock()
         # (obj, t) -> (provenance, confidence or None)
@@ -135,9 +160,10 @@ class MaskStore:
                         self._replay(json.loads(line))
                     except (ValueError, KeyError, TypeError):
                         continue  # a torn last line from a killed process
-        # Leftovers of interrupted writes and removals.
+        # Leftovers of interrupted writes and removals (a kill, a full disk): here, in masks/
+        # and in each object's folder; the caller holds the folder's lock, so none is in use.
         masks_dir = self.root / "masks"
-        for p in masks_dir.glob(".*.tmp"):
+        for p in [*self.root.glob(".*.tmp"), *masks_dir.glob(".*.tmp")]:
             p.unlink(missing_ok=True)
         on_disk: set[tuple[int, int]] = set()
         for d in masks_dir.iterdir():
@@ -147,6 +173,9 @@ class MaskStore:
             if not (d.is_dir() and d.name.isdigit()):
                 continue
             obj = int(d.name)
+            for bad in (d / _CORRUPT).glob("*.png"):  # quarantined earlier: still damaged
+                if bad.stem.isdigit():
+                    self.damaged.add((obj, int(bad.stem)))
             for e in os.scandir(d):
                 name = e.name
                 if name.startswith("."):
@@ -157,6 +186,7 @@ class MaskStore:
                     t = int(name[:-4])
                     if 0 <= t < self.n_frames:
                         on_disk.add((obj, t))
+        self.damaged -= on_disk  # a damaged frame that got a new mask since
         changed = False
         for key in list(self._index):
             if key not in on_disk:  # index written, PNG lost: drop the entry
@@ -181,6 +211,7 @@ class MaskStore:
     def _log(self, rec: dict) -> None:
         if self.root is None:
             return
+        self._guard()
         with open(self._journal_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(rec) + "\n")
         self._journal_lines += 1
@@ -195,6 +226,7 @@ class MaskStore:
         """
         if self.root is None:
             return
+        self._guard()
         with self._lock:
             entries = [[o, t, p.value, c] for (o, t), (p, c) in sorted(self._index.items())]
             snap = {"version": INDEX_VERSION, "height": self.height, "width": self.width,
@@ -227,14 +259,44 @@ class MaskStore:
                     m = np.unpackbits(bits, count=self.height * self.width).reshape(
                         self.height, self.width).astype(bool)
                 else:
-                    m = _load_png(self._png(*key))
-                    if m.shape != (self.height, self.width):
-                        raise InputError(f"{self._png(*key)} has shape {m.shape}, expected "
-                                         f"({self.height}, {self.width})")
+                    m = self._read_png(key)
+                    if m is None:
+                        return None
                 self._cache_put(key, m)
             else:
                 self._cache.move_to_end(key)
             return m.copy()
+
+    def _read_png(self, key: tuple[int, int]) -> np.ndarray | None:
+        """The PNG of `key`, or None when it is damaged (unreadable, wrong size): then the file
+        is moved to masks/<obj>/.corrupt/ (kept, never deleted), the entry dropped, the frame
+        listed in `damaged` and a RuntimeWarning names it. Propagation fills such a frame
+        again; the worst-frames list and `segment`'s summary show it."""
+        path = self._png(*key)
+        try:
+            m = _load_png(path)
+            if m.shape == (self.height, self.width):
+                return m
+            problem = f"has shape {m.shape}, expected ({self.height}, {self.width})"
+        except Exception as e:  # noqa: BLE001 - any decoder error means a damaged file
+            problem = f"cannot be read ({type(e).__name__}: {e})"
+        self.damaged.add(key)
+        keep = path.parent / _CORRUPT / path.name
+        try:
+            keep.parent.mkdir(exist_ok=True)
+            os.replace(path, keep)
+            where = f"moved to {keep}"
+        except OSError:
+            where = "left in place"
+        self._index.pop(key, None)
+        self._cache.pop(key, None)
+        try:
+            self._log({"op": "del", "obj": key[0], "t": key[1]})
+        except (OSError, InputError):
+            pass  # read-only use: the entry is dropped again on the next open
+        warnings.warn(f"the mask {path} {problem}: frame {key[1]} of object {key[0]} has no mask now "
+                      f"(the file is {where})", RuntimeWarning, stacklevel=4)
+        return None
 
     def get_or_empty(self, obj: int, t: int) -> np.ndarray:
         m = self.get(obj, t)
@@ -248,6 +310,7 @@ class MaskStore:
         conf = None if confidence is None else float(confidence)
         key = (obj, t)
         with self._lock:
+            self._guard()
             if self.root is None:
                 self._memory[key] = zlib.compress(np.packbits(m).tobytes(), 1)
             else:
@@ -255,6 +318,7 @@ class MaskStore:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 _save_png_atomic(path, m)  # the PNG first, then its index line
             self._index[key] = (provenance, conf)
+            self.damaged.discard(key)
             self._log({"op": "set", "obj": obj, "t": t, "p": provenance.value, "c": conf})
             self._cache_put(key, m)
 
@@ -276,6 +340,7 @@ class MaskStore:
         with self._lock:
             if key not in self._index:
                 return
+            self._guard()
             if self.root is None:
                 self._memory.pop(key, None)
             else:
@@ -312,6 +377,7 @@ class MaskStore:
     def remove_object(self, obj: int) -> None:
         obj = int(obj)
         with self._lock:
+            self._guard()
             if self.root is not None:
                 d = self.root / "masks" / str(obj)
                 if d.exists():

@@ -15,6 +15,9 @@ Session folder layout:
     masks/, index.*   the MaskStore (one 1-bit PNG per object and frame, provenance, confidence)
     base/             propagated masks that the user then corrected, kept so that undoing
                       every correction click restores the propagated mask
+    session.lock      while open: one writer per folder (a second process gets a clear error;
+                      a killed holder's lock is taken over; io/folder_lock.py). close() lets go
+    outputs.json      output folders `segment` wrote from this session (a re-run may write there)
 
 Crash safety: every change is written before the call returns (masks first, then
 session.json), each write atomic, so a killed process loses at most the action in
@@ -39,6 +42,8 @@ from .mask_store import MaskStore, atomic_write_bytes
 
 SESSION_VERSION = 1
 SESSION_FILE = "session.json"
+OUTPUTS_FILE = "outputs.json"  # output folders written from this session (segment's re-runs)
+LOCK_FILE = "session.lock"  # one writer per session folder (io/folder_lock.py)
 _HISTORY = 50  # masks remembered per frame for undo
 
 
@@ -71,7 +76,7 @@ class _LazyMasks(Mapping):
     def __getitem__(self, t):
         if t not in self._set:
             raise KeyError(t)
-        return self._store.get(self._obj, t)
+        return self._store.get_or_empty(self._obj, t)  # empty if its PNG turned out damaged
 
     def __iter__(self):
         return iter(self._frames)
@@ -90,6 +95,15 @@ def _open_source(video):
         if not hasattr(video, attr):
             raise InputError(f"expected a video path or a VideoSource, got {type(video).__name__}")
     return video
+
+
+def _lock_folder(folder: Path | None):
+    """The session folder's writer lock (None for an in-memory session)."""
+    if folder is None:
+        return None
+    from ..io.folder_lock import FolderLock
+
+    return FolderLock.acquire(Path(folder) / LOCK_FILE, what="the session folder")
 
 
 def _iter_frames(source, start: int = 0, stop: int | None = None) -> Iterator[np.ndarray]:
@@ -137,6 +151,7 @@ class VideoSession:
     _next_id: int = field(default=1, repr=False)
     _run: Any = field(default=None, repr=False)  # resume.RunState of the last propagation
     _lock: Any = field(default_factory=threading.RLock, repr=False)
+    _folder_lock: Any = field(default=None, repr=False)  # FolderLock of `folder`; None in memory
 
     # -- construction -------------------------------------------------------
     @classmethod
@@ -151,11 +166,17 @@ class VideoSession:
                 raise InputError(f"{folder} already holds a session: open it with VideoSession.open({str(folder)!r})")
             if folder.exists() and not folder.is_dir():
                 raise InputError(f"the session folder {folder} is a file, not a folder")
-            folder.mkdir(parents=True, exist_ok=True)
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise InputError(f"cannot make the session folder {folder}: {e.strerror or e}") from None
+        lock = _lock_folder(folder)
+        guard = lock.check if lock is not None else None
         s = cls(source=source, folder=folder, objects={},
-                masks=MaskStore(folder, H, W, T),
+                masks=MaskStore(folder, H, W, T, guard=guard),
                 interactions={},
-                _bases=MaskStore(None if folder is None else folder / "base", H, W, T))
+                _bases=MaskStore(None if folder is None else folder / "base", H, W, T, guard=guard),
+                _folder_lock=lock)
         s.save()
         return s
 
@@ -163,13 +184,7 @@ class VideoSession:
     def open(cls, folder, video=None) -> "VideoSession":
         """Re-open a session folder. `video` overrides the stored path (a moved video)."""
         folder = Path(folder)
-        meta_path = folder / SESSION_FILE
-        if not meta_path.is_file():
-            raise InputError(f"no session in {folder} (missing {SESSION_FILE})")
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise InputError(f"the session file {meta_path} is unreadable: {e}") from e
+        meta = cls._read_meta(folder)
         if video is None:
             video = cls._find_video(folder, meta)
         source = _open_source(video)
@@ -187,16 +202,46 @@ class VideoSession:
             if inter:
                 interactions[key] = inter
                 order[key] = e.get("order") or "c" * len(inter.clicks) + "s" * len(inter.strokes)
-        s = cls(source=source, folder=folder, objects=objects, masks=MaskStore(folder, H, W, T),
+        lock = _lock_folder(folder)  # before the stores sweep leftovers: nobody else writes here now
+        s = cls(source=source, folder=folder, objects=objects, masks=MaskStore(folder, H, W, T, guard=lock.check),
                 interactions=interactions, _order=order,
-                _bases=MaskStore(folder / "base", H, W, T),
-                _next_id=int(meta.get("next_id", 1)))
+                _bases=MaskStore(folder / "base", H, W, T, guard=lock.check),
+                _next_id=int(meta.get("next_id", 1)), _folder_lock=lock)
         # Masks of an object whose entry was lost (killed mid-change): keep them, never drop work.
         for obj in s.masks.objects():
             if obj not in s.objects:
                 s.objects[obj] = ObjectInfo(obj, f"object {obj} (recovered)")
         s._next_id = max([s._next_id] + [o + 1 for o in s.objects])
         return s
+
+    @staticmethod
+    def _read_meta(folder: Path) -> dict:
+        """session.json of `folder`, as stored."""
+        meta_path = Path(folder) / SESSION_FILE
+        if not meta_path.is_file():
+            raise InputError(f"no session in {folder} (missing {SESSION_FILE})")
+        try:
+            return json.loads(meta_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise InputError(f"the session file {meta_path} is unreadable: {e}") from e
+
+    # -- output folders this session wrote (so a re-run may write there again) ----
+    def outputs(self) -> set[str]:
+        """Resolved paths of the output folders this session has written."""
+        if self.folder is None:
+            return set()
+        try:
+            return set(json.loads((Path(self.folder) / OUTPUTS_FILE).read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            return set()
+
+    def add_output(self, path) -> None:
+        if self.folder is None:
+            return
+        if self._folder_lock is not None:
+            self._folder_lock.check()
+        known = sorted(self.outputs() | {str(Path(path).resolve())})
+        atomic_write_bytes(Path(self.folder) / OUTPUTS_FILE, json.dumps(known, indent=1).encode(), fsync=True)
 
     @classmethod
     def open_or_create(cls, video, folder) -> "VideoSession":
@@ -239,10 +284,24 @@ class VideoSession:
             for (obj, t), inter in sorted(self.interactions.items()) if inter]
         return meta
 
+    def close(self) -> None:
+        """Let the session folder go (its lock): another process may open it now. The object
+        stays readable; writing through it raises."""
+        if self._folder_lock is not None:
+            self._folder_lock.release()
+
+    def __enter__(self) -> "VideoSession":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def save(self) -> None:
         """Write session.json atomically (no-op for an in-memory session)."""
         if self.folder is None:
             return
+        if self._folder_lock is not None:
+            self._folder_lock.check()
         with self._lock:
             data = json.dumps(self._meta(), indent=1).encode()
             atomic_write_bytes(Path(self.folder) / SESSION_FILE, data, fsync=True)
@@ -639,18 +698,37 @@ class VideoSession:
         from . import quality
 
         frames = self.masks.frames(obj)
-        return quality.frame_scores(_LazyMasks(self.masks, obj, frames), self.masks.confidence(obj))
+        masks = _LazyMasks(self.masks, obj, frames)
+        scores = quality.frame_scores(masks, self.masks.confidence(obj))
+        # An empty propagated mask scores 0 whatever the network's confidence: a network that
+        # lost the object (or a failed tuning) is most sure of "nothing here", and the frame
+        # must reach the worst-frames list (if the object did leave the view, one look says so).
+        # The masks just went through the LRU cache, so this reads them from memory.
+        for t in self.masks.frames(obj, Provenance.PROPAGATED):
+            if t in scores and not masks[t].any():
+                scores[t] = 0.0
+        return scores
+
+    def damaged_frames(self, obj=None) -> list[int]:
+        """Frames to look at whatever their score: video frames that could not be decoded (they
+        show the last frame that did; VideoSource.filled_frames, known once decoded) and frames
+        whose stored mask was unreadable (MaskStore.damaged; of `obj`, or of any object)."""
+        bad = set(getattr(self.source, "filled_frames", ()) or ())
+        bad |= {t for o, t in self.masks.damaged if obj is None or o == int(obj)}
+        return sorted(int(t) for t in bad)
 
     def worst_frames(self, obj, k: int = 5) -> list[int]:
-        """The k propagated frames most likely wrong, worst first (annotated frames never appear)."""
+        """The k frames most likely wrong, worst first: damaged frames (damaged_frames) first,
+        then the propagated frames by score (annotated frames never appear)."""
         obj = self._check_obj(obj)
         from . import quality
 
         propagated = set(self.masks.frames(obj, Provenance.PROPAGATED))
         scores = {t: s for t, s in self.frame_scores(obj).items() if t in propagated}
         annotated = [t for t in self.masks.frames(obj) if t not in propagated]
-        worst = quality.worst_frames(scores, k, exclude=annotated)
-        return [int(t) for t in worst if t in propagated][:k]
+        damaged = [t for t in self.damaged_frames(obj) if t not in annotated]
+        worst = quality.worst_frames(scores, k + len(damaged), exclude=annotated)
+        return (damaged + [int(t) for t in worst if t in propagated and t not in damaged])[:k]
 
     # -- export -----------------------------------------------------------------
     def _object_masks(self, obj: int | None) -> Iterator[np.ndarray]:
