@@ -204,8 +204,12 @@ def apply_clicks(session, rows: list[ClickRow], ids: dict[str, int]):
     for name, per_frame in groups.items():
         for t, inter in sorted(per_frame.items()):
             have = session.interactions.get((ids[name], t))
-            if have != inter:  # a re-opened session has them already
-                session.add_interactions(t, ids[name], inter, replace=bool(have))
+            if have and have != inter:
+                # Never replace what a session holds (it may be the user's work in napari).
+                raise InputError(f"the session {session.folder} already holds other clicks on frame {t} of object "
+                                 f"{name} than the clicks file: give a new --session (or --out) to start over")
+            if not have:  # a re-opened session holds them already: the frame keeps its mask
+                session.add_interactions(t, ids[name], inter)
             done += 1
             yield Progress("clicks", done, total, frame=t, message=f"object {name}")
 
