@@ -142,3 +142,18 @@ def test_writers_refuse_bad_input(tmp_path):
     with pytest.raises(InputError, match="shape"):
         write("ome-zarr", tmp_path / "z.zarr", iter(vol))
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_masks_to_labels_gives_overlaps_to_the_deeper_object():
+    from napari_vidseg.io.formats import masks_to_labels
+
+    a = np.zeros((9, 12), bool)
+    a[1:8, 1:8] = True  # a 7x7 square
+    b = np.zeros((9, 12), bool)
+    b[3:6, 6:11] = True  # a 3x5 bar reaching into it
+    lab = masks_to_labels({1: a, 2: b}, a.shape)
+    # column 6 of rows 3-5: depth 2 in the square, 1 (edge rows) or 2 (row 4) in the bar: ties keep
+    # the first; column 7: depth 1 in the square, 2 in the bar's middle row
+    assert lab[4, 6] == 1 and lab[4, 7] == 2 and lab[3, 7] == 1 and lab[4, 9] == 2 and lab[0, 0] == 0
+    assert set(np.unique(lab).tolist()) == {0, 1, 2}
+    assert (lab[a & ~b] == 1).all() and (lab[b & ~a] == 2).all()

@@ -66,6 +66,31 @@ def checked_frames(labels: Iterable[np.ndarray], shape: tuple[int, int] | None =
         yield t, lab.astype(np.uint16, copy=False)
 
 
+def masks_to_labels(masks, shape: tuple[int, int]) -> np.ndarray:
+    """{object id: (H, W) bool mask} -> one (H, W) uint16 label image. Where masks overlap
+    (objects propagated one by one may claim the same pixels) the pixel goes to the object
+    it lies deepest inside (largest distance to that mask's edge), so that a mask that
+    spills over a neighbour loses the neighbour's core to it."""
+    from scipy.ndimage import distance_transform_edt
+
+    labels = np.zeros(shape, np.uint16)
+    depth = np.zeros(shape, np.float32)
+    for obj, m in masks.items():
+        m = np.asarray(m, bool)
+        if m.shape != tuple(shape):
+            raise InputError(f"object {obj}'s mask has shape {m.shape}, expected {tuple(shape)}")
+        if not m.any():
+            continue
+        rows, cols = np.flatnonzero(m.any(1)), np.flatnonzero(m.any(0))
+        y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+        d = distance_transform_edt(np.pad(m[y0:y1, x0:x1], 1))[1:-1, 1:-1].astype(np.float32)
+        win_l, win_d = labels[y0:y1, x0:x1], depth[y0:y1, x0:x1]
+        take = d > win_d
+        win_l[take] = int(obj)
+        win_d[take] = d[take]
+    return labels
+
+
 def tmp_path_for(path: Path) -> Path:
     return path.with_name(f".{path.name}.partial")
 
@@ -86,4 +111,4 @@ def write(fmt: str, path, labels, objects=None, **kw) -> Path:
             return stop.value
 
 
-__all__ = ["TrackedObject", "object_table", "checked_frames", "write"]
+__all__ = ["TrackedObject", "object_table", "checked_frames", "masks_to_labels", "write"]
