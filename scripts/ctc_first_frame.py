@@ -32,11 +32,37 @@ def mappings(raw: np.ndarray) -> dict:
     }
 
 
+def limit_first_guess(pred) -> None:
+    """Wrap the predictor's network call so that the first click's full-frame guess keeps only
+    its connected part that holds the click: the zoom-in crop then frames that cell, not a
+    cluster of look-alikes."""
+    from scipy.ndimage import label
+
+    inner = pred._net_prob
+
+    def net_prob(box, inter, prev):
+        prob = inner(box, inter, prev)
+        H, W = pred.image.shape[:2]
+        if box == (0, H, 0, W) and not prev.any() and inter.clicks:
+            lab, _ = label(prob > 0.5)
+            c = inter.clicks[0]
+            k = lab[int(round(c.y)), int(round(c.x))]
+            prob = np.where(lab == k, prob, 0.0).astype(prob.dtype) if k else np.zeros_like(prob)
+        return prob
+
+    pred._net_prob = net_prob
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("sequence")
     ap.add_argument("--clicks", type=int, default=3)
     ap.add_argument("--mappings", default=None, help="comma list of mapping name prefixes (default: all)")
+    ap.add_argument("--guess", choices=("full", "component"), default="full",
+                    help="component: the first click's full-frame guess (which only chooses the zoom-in crop) "
+                         "is cut to its connected part under the click (an experiment: segment/predictor.py "
+                         "is not changed)")
+    ap.add_argument("--no-crf", action="store_true")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
 
@@ -52,7 +78,9 @@ def main() -> None:
     truth = seq.truth_masks(0)
     tra0 = seq.tra(0)
     tracks = seq.first_tracks()
-    pred = InteractivePredictor()
+    pred = InteractivePredictor(use_crf=not args.no_crf)
+    if args.guess == "component":
+        limit_first_guess(pred)
     out = {"sequence": args.sequence, "clicks": args.clicks, "cells": len(tracks), "mappings": {}}
     wanted = [m.strip() for m in args.mappings.split(",")] if args.mappings else None
     for name, rgb in mappings(raw).items():

@@ -189,12 +189,18 @@ def test_tiff_bad_inputs(tmp_path):
 
 
 def test_plugin_reader_opens_tiff_time_lapses(tmp_path):
+    import tifffile
+
     from napari_vidseg._napari.reader import get_reader, read_tiff
     from napari_vidseg._napari.sources import source_from_layer
 
     a = _grey16(T=5)
     _write_ctc_like_folder(tmp_path / "01", a)
     assert get_reader(str(tmp_path / "01")) is read_tiff
+    tifffile.imwrite(tmp_path / "single.tif", a[0])
+    assert get_reader(str(tmp_path / "single.tif")) is None  # one image: napari's own reader's job
+    tifffile.imwrite(tmp_path / "stack.tif", a)
+    assert get_reader(str(tmp_path / "stack.tif")) is read_tiff
     [(data, meta, kind)] = read_tiff(str(tmp_path / "01"))
     assert kind == "image" and meta["rgb"] is False and data.shape == a.shape and data.dtype == np.uint16
     assert len(data.chunks[0]) == 5  # one frame per chunk: lazy

@@ -36,7 +36,17 @@ def get_reader(path):
     p = Path(path)
     if not p.exists() or not _claims(p):
         return None
-    if is_tiff(p) or (p.is_dir() and is_tiff_folder(p)):
+    if is_tiff(p):
+        # only time-lapses: a single image is left to napari's own TIFF reader
+        from ..io.tiff import open_tiff
+        from ..types import InputError
+
+        try:
+            open_tiff(p)
+        except InputError:
+            return None
+        return read_tiff
+    if p.is_dir() and is_tiff_folder(p):
         return read_tiff
     return read_video
 

@@ -318,7 +318,7 @@ def run(args) -> int:
     src = ArraySource(stack, fps=1.0, name=str(seq.frames_dir), axes="TYX",
                       contrast_limits=_pair(args.contrast_limits, "--contrast-limits"),
                       percentiles=_pair(args.percentiles, "--percentiles") or DEFAULT_PERCENTILES,
-                      scale=getattr(stack, "scale", None) and {a: v for a, v in stack.scale.items()})
+                      scale=getattr(stack, "scale", None) or None)
     cfg = make_config(args)
     opts = Options(kind, n_clicks, args.corrections, args.method, cfg)
     session = VideoSession.create(src)
