@@ -373,9 +373,12 @@ def run(args) -> int:
             write("ctc", args.export, (_labels_at(session, obj_of, t) for t in range(n)),
                   [TrackedObject(k, f"track {k}") for k in tracks], n_frames=n)
     seconds = time.perf_counter() - t_start
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     summary.update({"init_seconds": round(t_init, 1), "seconds": round(seconds, 1),
+                    # CPU time of the process: on a shared machine wall time alone says little
+                    "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 1),
                     "seconds_per_frame": round(seconds / n, 3),
-                    "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                    "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
                     "options": {"corrections": args.corrections, "max_objects": args.max_objects,
                                 "frames": args.frames, "contrast_limits": args.contrast_limits,
                                 "percentiles": args.percentiles, "no_crf": args.no_crf,
