@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sample": ("napari_vidseg.commands.sample", "write the bundled sample clip to a video file"),
     "eval-interactive": ("napari_vidseg.eval.interactive", "NoC benchmark of the interactive segmenter (or GrabCut) on an image set"),
     "eval-video": ("napari_vidseg.eval.video", "DAVIS J/F benchmark of one-shot video propagation"),
+    "eval-ctc": ("napari_vidseg.eval.ctc", "Cell Tracking Challenge benchmark: many look-alike objects tracked (SEG, track J, identity)"),
     "eval-correction": ("napari_vidseg.eval.correction", "worst-frame correction benchmark (the paper's Table 3)"),
     "bench-video": ("napari_vidseg.commands.bench_video", "lazy video reading benchmark against raw ffmpeg"),
     "bench-memory": ("napari_vidseg.commands.bench_memory", "peak memory of propagation through a long synthetic video"),

@@ -159,17 +159,24 @@ def test_mean_curve_pads_with_last_value():
 
 
 def _brute_f(pred, gt, tol):
-    """Reference: boundaries by explicit 4-neighbour loop, matching by all pairwise distances."""
+    """Reference: boundaries by an explicit loop over the official DAVIS rule (a pixel that differs
+    from its east, south or south-east neighbour, where that neighbour exists; the bottom-right
+    corner never), matching by all pairwise distances."""
     def bnd(m):
         h, w = m.shape
         out = np.zeros_like(m)
         for y in range(h):
             for x in range(w):
-                if m[y, x]:
-                    for dy, dx in ((0, 1), (1, 0), (0, -1), (-1, 0)):
-                        yy, xx = y + dy, x + dx
-                        if 0 <= yy < h and 0 <= xx < w and not m[yy, xx]:
-                            out[y, x] = True
+                if (y, x) == (h - 1, w - 1):
+                    continue
+                for dy, dx in ((0, 1), (1, 0), (1, 1)):
+                    yy, xx = y + dy, x + dx
+                    if y == h - 1 and dy:  # last row: the east neighbour only
+                        continue
+                    if x == w - 1 and dx:  # last column: the south neighbour only
+                        continue
+                    if m[yy, xx] != m[y, x]:
+                        out[y, x] = True
         return out
 
     bp, bg = np.argwhere(bnd(pred)), np.argwhere(bnd(gt))
@@ -182,7 +189,9 @@ def _brute_f(pred, gt, tol):
 def test_boundary_f_known_cases():
     gt = np.zeros((100, 100), bool)
     gt[10:30, 10:30] = True
-    assert boundary(gt).sum() == 76
+    # Official rule: 20 object pixels on the right column, 19 more on the bottom row, and the
+    # background pixels just west (20) and north (21, the corner included) of the square.
+    assert boundary(gt).sum() == 80
     assert boundary_f(gt, gt) == 1.0
     # A far-away extra square: recall 1, precision 1/2 -> F = 2/3.
     extra = gt.copy()
@@ -196,7 +205,9 @@ def test_boundary_f_known_cases():
     assert boundary_f(empty, empty) == 1.0 and boundary_f(empty, gt) == 0.0 and boundary_f(gt, empty) == 0.0
     # Ignored truth boundary is not counted.
     ign = np.zeros_like(gt)
-    ign[60:80, 60:80] = True
+    ign[60:80, 60:80] = True  # the square, but not the line just north and west of it
+    assert boundary_f(gt, extra, ignore=ign) < 1.0
+    ign[59:80, 59:80] = True  # the whole of its boundary (official rule: it runs outside there)
     assert boundary_f(gt, extra, ignore=ign) == 1.0
 
 

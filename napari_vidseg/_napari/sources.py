@@ -1,82 +1,49 @@
-"""A VideoSource look-alike over an array already in a napari layer.
+"""Frame sources for napari Image layers that did not come from the plugin's video reader.
 
-Used when an image layer did not come from the plugin's reader (no
-``metadata["vidseg_path"]``): a numpy or dask (T, H, W, 3) RGB or (T, H, W)
-grey time series.  Only the part of the VideoSource interface the session,
-propagation and export use is provided; frames are read on demand, so a dask
-array stays lazy.
+`source_from_layer(layer)` turns any Image layer with a time axis (grey uint8 /
+uint16 / float, RGB, multichannel; numpy, dask or zarr; any reader) into an
+`io.arrays.ArraySource`: frames are read on demand, intensities are mapped to
+8-bit RGB through the layer's contrast limits by default (what the user sees is
+what the networks see), and the layer's scale travels along. The layer is only
+read duck-typed (data, rgb, contrast_limits, scale, metadata, name): this
+module imports no napari and no Qt.
 """
 from __future__ import annotations
 
-from typing import Iterator
+from ..io.arrays import ArraySource
 
-import numpy as np
-
-from ..io.video import RGBFramesMixin
-from ..types import InputError
+__all__ = ["ArraySource", "source_from_layer"]
 
 
-def _to_uint8_rgb(a: np.ndarray, rgb: bool) -> np.ndarray:
-    """(..., H, W, C) if rgb else (..., H, W), of any numeric type -> (..., H, W, 3) uint8."""
-    a = np.asarray(a)
-    if a.dtype != np.uint8:
-        a = a.astype(np.float32)
-        # Float images in napari are usually 0..1; anything larger is taken as 0..255.
-        scale = 255.0 if a.size and np.nanmax(a) <= 1.0 else 1.0
-        a = np.clip(np.nan_to_num(a) * scale, 0, 255).astype(np.uint8)
-    if rgb:
-        return np.ascontiguousarray(a[..., :3])
-    return np.repeat(a[..., None], 3, axis=-1)
+def source_from_layer(layer, channel=None, contrast_limits="layer", axes: str | None = None, fps: float | None = None):
+    """An ArraySource over an Image layer's data.
+
+    contrast_limits: "layer" (default) the layer's own, None for the library's
+    rule (uint8 as is, else percentiles of sampled frames), or explicit limits.
+    axes: as in ArraySource; default metadata["axes"] when the reader left one,
+    else inferred from the shape and layer.rgb.
+    """
+    meta = dict(getattr(layer, "metadata", None) or {})
+    data = layer.data
+    rgb = bool(getattr(layer, "rgb", False))
+    axes = axes or meta.get("axes")
+    limits = None
+    if isinstance(contrast_limits, str) and contrast_limits == "layer":
+        # napari's RGB layers of uint8 data keep (0, 255): identical to the uint8 rule
+        cl = getattr(layer, "contrast_limits", None)
+        limits = None if cl is None else tuple(float(v) for v in cl)
+    elif contrast_limits is not None:
+        limits = contrast_limits
+    scale = _layer_scale(tuple(getattr(layer, "scale", ())), rgb)
+    return ArraySource(data, fps=float(fps or meta.get("fps") or 25.0), rgb=rgb,
+                       name=f"layer {getattr(layer, 'name', '')!r}", axes=axes, channel=channel,
+                       contrast_limits=limits, scale=scale, units=meta.get("units"),
+                       path=meta.get("vidseg_tiff_path"))
 
 
-class ArraySource(RGBFramesMixin):
-    """Frames of an in-memory or dask array, with the VideoSource reading methods
-    (shape, dtype, ndim and len as VideoSource's: RGBFramesMixin)."""
-
-    def __init__(self, array, fps: float = 25.0, rgb: bool | None = None, name: str = "array"):
-        shape = tuple(array.shape)
-        if rgb is None:
-            rgb = len(shape) == 4 and shape[-1] in (3, 4)
-        if (rgb and len(shape) != 4) or (not rgb and len(shape) != 3):
-            raise InputError(
-                f"{name} has shape {shape}: expected (T, H, W, 3) RGB frames or a (T, H, W) time series")
-        if shape[0] < 1:
-            raise InputError(f"{name} has no frames")
-        self.array = array
-        self.rgb = rgb
-        self.name = name
-        self.path = None
-        self.fps = float(fps)
-        self.n_frames, self.height, self.width = int(shape[0]), int(shape[1]), int(shape[2])
-
-    def __repr__(self) -> str:
-        return f"ArraySource({self.name!r}, {self.n_frames} frames, {self.width}x{self.height})"
-
-    def _check(self, t) -> int:
-        t = int(t)
-        if not 0 <= t < self.n_frames:
-            raise InputError(f"frame {t} does not exist ({self.name} has {self.n_frames} frames)")
-        return t
-
-    def frame(self, t: int) -> np.ndarray:
-        return _to_uint8_rgb(np.asarray(self.array[self._check(t)]), self.rgb)
-
-    def frames(self, start: int, stop: int) -> np.ndarray:
-        start, stop = max(int(start), 0), min(int(stop), self.n_frames)
-        if stop <= start:
-            return np.zeros((0, self.height, self.width, 3), np.uint8)
-        return _to_uint8_rgb(np.asarray(self.array[start:stop]), self.rgb)
-
-    def iter_chunks(self, start: int = 0, stop: int | None = None,
-                    chunk: int = 16) -> Iterator[tuple[int, np.ndarray]]:
-        stop = self.n_frames if stop is None else min(int(stop), self.n_frames)
-        for first in range(int(start), stop, chunk):
-            yield first, self.frames(first, min(first + chunk, stop))
-
-    def __getitem__(self, t):
-        return self.frame(t)
-
-    def to_dask(self):
-        import dask.array as da
-
-        return da.from_array(self.array, chunks=(16,) + tuple(self.array.shape[1:]))
+def _layer_scale(scale: tuple, rgb: bool) -> dict | None:
+    """napari's layer.scale lists the layer's dimensions (an RGB layer's colour axis is not one):
+    the last two are Y and X and the first is time."""
+    if len(scale) < 3:
+        return None
+    return {"T": float(scale[0]), "Y": float(scale[-2]), "X": float(scale[-1])}

@@ -90,6 +90,9 @@ def configure(parser) -> None:
     parser.add_argument("--save-probs", default=None, metavar="DIR",
                         help="also write each sequence's probabilities at the network's size to DIR/<seq>.npz "
                              "(for studying post-processing without running the network again)")
+    parser.add_argument("--save-masks", default=None, metavar="DIR",
+                        help="also write the masks that are scored, DAVIS layout: DIR/<seq>/00000.png ... "
+                             "(0/255 PNGs, every frame), so other tools can re-score them")
 
 
 def make_config(args):
@@ -209,6 +212,13 @@ def save_probs(path: Path, probs: dict) -> None:
     np.savez_compressed(path, prob=np.stack([probs[t] for t in sorted(probs)]).astype(np.float16))
 
 
+def save_masks(folder: Path, masks: dict) -> None:
+    """The scored masks as DAVIS-layout PNGs (folder/00000.png, 0/255), one per frame."""
+    from ..io.masks import write_mask_folder
+
+    write_mask_folder(folder, ((t, np.asarray(masks[t], bool)) for t in sorted(masks)))
+
+
 def machine() -> dict:
     import torch
 
@@ -260,6 +270,8 @@ def run(args) -> int:
         masks, conf, ft, prop, n_pred = run_sequence(parent, seq, cfg, init, probs=probs, refiner=refiner)
         if probs is not None:
             save_probs(Path(args.save_probs) / f"{name}.npz", probs)
+        if args.save_masks:
+            save_masks(Path(args.save_masks) / name, masks)
         s = score_sequence(masks, truth)
         per_seq[name] = {"j": round(s["j"], 4), "f": round(s["f"], 4)}
         details[name] = {"init_iou": round(init_iou, 4), "finetune_s": round(ft, 2),
