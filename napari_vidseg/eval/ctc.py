@@ -174,13 +174,11 @@ def _check_tracks(seq: CTCSequence) -> None:
 
 # --------------------------------------------------------------------------- the run
 def _propagate_objects(session, objects: list[int], options) -> None:
-    """Propagate every object through the video. ONE place for the propagation call: today's
-    session propagates one object per call (a tuning each); a one-pass multi-object API goes
-    here when it lands."""
+    """Propagate every object through the video: all of them in one pass (one decode of each
+    frame, the backbone once per frame for all objects, objects competing per pixel)."""
     from ..progress import drain
 
-    for obj in objects:
-        drain(session.propagate(obj, options.config), quiet=True)
+    drain(session.propagate(list(objects), options.config, method=options.method), quiet=True)
 
 
 def _click_robot_init(session, obj: int, truth: np.ndarray, n_clicks: int) -> list[float]:
@@ -263,7 +261,8 @@ def configure(parser) -> None:
     parser.add_argument("--init", default="clicks:1", help="clicks:K (robot clicks per object on frame 0) or mask")
     parser.add_argument("--corrections", type=int, default=0, metavar="R",
                         help="rounds of worst-frame correction (one robot click per object per round)")
-    parser.add_argument("--method", default="osvos", help="propagation method (today: osvos)")
+    parser.add_argument("--method", default="osvos",
+                        help="propagation method (napari_vidseg.video.propagators: osvos, and any registered)")
     parser.add_argument("--max-objects", type=int, default=None, metavar="N",
                         help="only the first N objects (for measuring speed on part of a sequence)")
     parser.add_argument("--frames", type=int, default=None, metavar="N", help="only the first N frames")
@@ -305,8 +304,9 @@ def run(args) -> int:
     t_start = time.perf_counter()
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.method != "osvos":
-        raise InputError(f"unknown propagation method {args.method!r}: today only 'osvos'")
+    from ..video import propagators
+
+    method = propagators.get(args.method).name  # an unknown name is a one-line error
     if args.corrections < 0:
         raise InputError("--corrections must be 0 or more")
     kind, n_clicks = parse_init(args.init)
@@ -319,8 +319,8 @@ def run(args) -> int:
                       contrast_limits=_pair(args.contrast_limits, "--contrast-limits"),
                       percentiles=_pair(args.percentiles, "--percentiles") or DEFAULT_PERCENTILES,
                       scale=getattr(stack, "scale", None) or None)
-    cfg = make_config(args)
-    opts = Options(kind, n_clicks, args.corrections, args.method, cfg)
+    cfg = make_config(args) if method == "osvos" else propagators.make_config(method)
+    opts = Options(kind, n_clicks, args.corrections, method, cfg)
     session = VideoSession.create(src)
     if args.no_crf:
         from ..segment.predictor import InteractivePredictor
