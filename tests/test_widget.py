@@ -474,3 +474,35 @@ def test_new_object_per_click_many_objects_and_the_object_list(widget_on_video, 
     w.set_frame(5)
     w.go_to_first_frame()
     assert w.current_frame == 0
+
+
+def test_scientific_layers_grey_16bit_and_channel_stacks(make_napari_viewer, qtbot):
+    """A uint16 grey time-lapse is segmented as the layer shows it (its contrast limits); a
+    (T, C, Y, X) stack is offered with a channel choice and segmented through a derived layer."""
+    from napari_vidseg._napari.widget import VidSegWidget
+
+    viewer = make_napari_viewer(show=True)
+    yy, xx = np.mgrid[:H, :W]
+    grey = np.full((T, H, W), 100, np.uint16)
+    for t in range(T):
+        grey[t][(yy - 24) ** 2 + (xx - 20 - 2 * t) ** 2 <= 100] = 300  # a dim 16-bit cell
+    layer = viewer.add_image(grey, name="cells", contrast_limits=(100, 300))
+    w = VidSegWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    shown = lambda widget: widget.native.isVisibleTo(w.native)  # noqa: E731 (whatever the dock's state)
+    assert w.video_combo.value.name == "cells" and not shown(w.channel)
+    w.bind(layer)
+    frame = w.session.source.frame(0)
+    assert frame.dtype == np.uint8 and frame[24, 20].max() == 255 and frame[0, 0].max() == 0
+
+    stack = np.zeros((T, 2, H, W), np.uint16)
+    stack[:, 1] = grey
+    viewer.add_image(stack, name="two channels", channel_axis=None)
+    w.video_combo.value = next(lay for lay in viewer.layers if lay.name == "two channels")
+    assert shown(w.channel) and w.channel.choices == ("composite", "channel 0", "channel 1")
+    w.channel.value = "channel 1"
+    w._start_clicked()
+    assert "Error" not in w.status.value, w.status.value
+    assert w.video_layer.name == "two channels (channel 1)"
+    assert w.labels_layer.data.shape == (T, H, W)
+    assert w.session.source.frame(3)[24, 26].max() == 255  # the cell, 2 px a frame to the right

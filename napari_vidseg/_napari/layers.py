@@ -308,7 +308,25 @@ def video_layer_problem(layer) -> str | None:
         return None
     if len(shape) - int(bool(layer.rgb)) == 2:
         return f"a single {'RGB ' if layer.rgb else ''}image {shape}, no time axis"
-    return f"shape {shape}: not (T, H, W, 3) RGB or a (T, H, W) time series"
+    if channel_axes(layer) is not None:
+        return None
+    return f"shape {shape}: not (T, H, W, 3) RGB, a (T, H, W) time series or a (T, C, H, W) stack"
+
+
+def channel_axes(layer) -> str | None:
+    """'TCYX' for a multichannel time-lapse layer (a channel or a composite is segmented), else None."""
+    from ..io.arrays import infer_axes
+
+    shape = tuple(layer.data.shape)
+    if layer.rgb or len(shape) != 4:
+        return None
+    axes = (layer.metadata or {}).get("axes")
+    if axes == "TCYX":
+        return axes
+    try:
+        return "TCYX" if infer_axes(shape, None) == "TCYX" else None
+    except InputError:
+        return None
 
 
 def check_video_layer(layer):

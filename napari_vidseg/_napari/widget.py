@@ -157,6 +157,9 @@ class VidSegWidget(Container):
         self.start_btn = PushButton(text="Start on this video",
                                     tooltip="Create the clicks, strokes and masks layers for this video")
         self.unusable = Label(value="", visible=False)
+        self.channel = ComboBox(label="Channel", choices=["composite"], value="composite", visible=False,
+                                tooltip="A (T, C, Y, X) stack: the channel to segment, or all channels as a "
+                                        "colour composite (what the networks see appears as a new layer)")
         self.object_combo = ComboBox(label="Object", choices=self._object_choices,
                                      tooltip="Clicks and strokes go to the selected object (one label id each)")
         self.add_obj_btn = PushButton(text="Add object")
@@ -219,7 +222,7 @@ class VidSegWidget(Container):
                                      tooltip="Mask PNGs (DAVIS layout), labels.npy, GIF + WebP sticker, MP4 composite")
         row = lambda *ws: Container(widgets=list(ws), layout="horizontal", labels=False)  # noqa: E731
         self.extend([
-            self.video_combo, self.start_btn, self.unusable,
+            self.video_combo, self.channel, self.start_btn, self.unusable,
             row(self.object_combo, self.add_obj_btn, self.del_obj_btn),
             row(self.object_filter, self.first_frame_btn),
             row(self.name_edit, self.rename_btn),
@@ -240,6 +243,7 @@ class VidSegWidget(Container):
         self.unusable.native.setWordWrap(True)
         self.worst_list.native.setMaximumHeight(140)
         self.start_btn.changed.connect(self._start_clicked)
+        self.video_combo.changed.connect(self._video_picked)
         self.add_obj_btn.changed.connect(lambda: self.add_object())
         self.object_filter.changed.connect(lambda _v: self._refresh_objects(select=self.current_object))
         self.first_frame_btn.changed.connect(lambda: self.go_to_first_frame())
@@ -287,12 +291,22 @@ class VidSegWidget(Container):
             shown.append(self.session.objects[selected])  # the selected object stays selectable
         return [(f"{o.id}: {o.name}", o.id) for o in shown]
 
+    def _video_picked(self, layer=None) -> None:
+        """Offer the channels of a (T, C, Y, X) stack."""
+        layer = self.video_combo.value
+        stack = layer is not None and L.channel_axes(layer) is not None
+        if stack:
+            n = int(layer.data.shape[1])
+            self.channel.choices = ["composite"] + [f"channel {c}" for c in range(n)]
+        self.channel.visible = bool(stack)
+
     def _layers_changed(self, event=None) -> None:
         """Offer every usable image layer (the first one picked when none is), and say why
         the other image layers are not offered rather than leave them silently missing."""
         self.video_combo.reset_choices()
         if self.video_combo.value is None and self.video_combo.choices:
             self.video_combo.value = self.video_combo.choices[0]
+        self._video_picked()
         managed = [lay for lay in (self.points_layer, self.shapes_layer, self.labels_layer) if lay is not None]
         skipped = [f"{lay.name!r}: {L.video_layer_problem(lay)}" for lay in self.viewer.layers
                    if type(lay).__name__ == "Image" and L.video_layer_problem(lay) is not None]
@@ -341,6 +355,8 @@ class VidSegWidget(Container):
             show_error("no video layer: open a video (File > Open) or the sample clip first")
             return
         try:
+            if L.channel_axes(layer) is not None:
+                layer = self._channel_layer(layer)
             self.bind(layer)
         except Exception as e:
             self._report(e)
@@ -385,15 +401,35 @@ class VidSegWidget(Container):
                              f"{session.source.n_frames} frames, {session.source.width}x{session.source.height}.")
         return session
 
+    def _channel_layer(self, layer):
+        """A (T, C, Y, X) stack: the chosen channel (or the colour composite) as a lazy RGB video
+        layer of what the networks see; the widget works on that layer."""
+        from ..io.frame_array import FrameArray
+        from .sources import source_from_layer
+
+        choice = self.channel.value
+        channel = None if choice == "composite" else int(choice.split()[-1])
+        source = source_from_layer(layer, channel=channel, contrast_limits=None, axes="TCYX")
+        name = f"{layer.name} ({choice})"
+        for existing in self.viewer.layers:
+            if existing.name == name and L.video_layer_problem(existing) is None:
+                return existing
+        scale = tuple(layer.scale)
+        return self.viewer.add_image(FrameArray(source), rgb=True, name=name,
+                                     scale=(scale[0], scale[-2], scale[-1]),
+                                     metadata={"vidseg_source": source})
+
     def _open_session(self, layer, folder):
         from ..video.session import VideoSession
 
         path = (layer.metadata or {}).get("vidseg_path")
         source = (layer.metadata or {}).get("vidseg_source")
         if source is None and path is None:
-            from .sources import ArraySource
+            from .sources import source_from_layer
 
-            source = ArraySource(layer.data, rgb=layer.rgb, name=f"layer {layer.name!r}")
+            # Intensities as the layer shows them (its contrast limits): what the user sees is what
+            # the networks see (grey 16-bit or float time-lapses included).
+            source = source_from_layer(layer)
         video = source if source is not None else path
         if folder is not None:
             return VideoSession.open_or_create(video, folder)
