@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval-video": ("napari_vidseg.eval.video", "DAVIS J/F benchmark of one-shot video propagation"),
     "eval-correction": ("napari_vidseg.eval.correction", "worst-frame correction benchmark (the paper's Table 3)"),
     "bench-video": ("napari_vidseg.commands.bench_video", "lazy video reading benchmark against raw ffmpeg"),
+    "bench-batch": ("napari_vidseg.commands.bench_batch", "batch throughput with 1 and 2 workers, and one long video split"),
     "bench-memory": ("napari_vidseg.commands.bench_memory", "peak memory of propagation through a long synthetic video"),
 }
 
