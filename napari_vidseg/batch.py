@@ -374,3 +374,65 @@ def write_summary(path, rows: Iterable[dict]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, buf.getvalue().encode())
     return path
+
+
+# -- for front ends (the napari widget) -------------------------------------------
+VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".gif")
+
+
+def write_manifest(videos, annotations, out) -> Path:
+    """A manifest for every video in the folder `videos` (sorted by name):
+    `annotations` is one clicks CSV for all of them, or a folder holding
+    <video stem>.csv (clicks) or <video stem>.vidseg/ (a session) per video.
+    Returns the manifest's path (`out`, a .csv)."""
+    import io
+
+    from .video.mask_store import atomic_write_bytes
+
+    videos, annotations = Path(videos), Path(annotations)
+    found = sorted(p for p in videos.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+    if not found:
+        raise InputError(f"no video ({', '.join(VIDEO_SUFFIXES)}) in {videos}")
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["video", "clicks", "session", "name"])
+    for v in found:
+        if annotations.is_file():
+            w.writerow([v, annotations, "", v.stem])
+        elif (annotations / f"{v.stem}.csv").is_file():
+            w.writerow([v, annotations / f"{v.stem}.csv", "", v.stem])
+        elif (annotations / f"{v.stem}.vidseg" / "session.json").is_file():
+            w.writerow([v, "", annotations / f"{v.stem}.vidseg", v.stem])
+        else:
+            w.writerow([v, annotations / f"{v.stem}.csv", "", v.stem])  # reported as a missing clicks file
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out, buf.getvalue().encode())
+    return out
+
+
+def run_batch(manifest, out, scheduler: str | None = None, workers: int | None = None, force: bool = False,
+              split: int | None = None, method: str | None = None, preset: str | None = None,
+              options: dict | None = None, networks: Callable | None = None,
+              say: Callable[[str], None] | None = None,
+              warn: Callable[[str], None] | None = None) -> Generator[Progress, None, list[dict]]:
+    """The whole batch run: the manifest read, the cluster connected, the videos
+    run (a Progress per finished video), out/summary.csv written; returns its rows.
+    say: what is going on (the cluster, its dashboard); warn: a row that cannot
+    run (one line each; also in the summary)."""
+    say = say or (lambda *a: None)
+    warn = warn or say
+    entries = read_manifest(manifest)
+    build_jobs(entries, out, method=method, preset=preset, options=options, force=force)
+    for e in entries:
+        if e.error:
+            warn(e.error)
+    client = connect(scheduler, workers)
+    try:
+        say(f"dask: {len(client.nthreads())} worker(s) at {client.scheduler.address}; "
+            f"dashboard: {client.dashboard_link}")
+        rows = yield from run_manifest(entries, client, networks=networks, force=force, split=split)
+    finally:
+        close(client)
+    write_summary(Path(out) / "summary.csv", rows)
+    return rows

@@ -251,3 +251,19 @@ def test_long_video_split_over_workers_equals_segment(tmp_path, client, monkeypa
         not any((out / "long" / "session" / "propagation-split").iterdir())
     rc, rows = run_batch(tmp_path / "m.csv", out, client, "--split", "5")
     assert rows["long"]["status"] == "skipped"
+
+
+def test_write_manifest_for_a_folder_of_videos(tmp_path):
+    (tmp_path / "vids").mkdir()
+    for n in ("b.mp4", "a.MOV", "notes.txt"):
+        (tmp_path / "vids" / n).write_bytes(b"")
+    (tmp_path / "ann").mkdir()
+    (tmp_path / "ann" / "a.csv").write_text("frame,x,y,positive\n0,1,1,1\n")
+    (tmp_path / "ann" / "b.vidseg").mkdir()
+    (tmp_path / "ann" / "b.vidseg" / "session.json").write_text("{}")
+    m = batch.write_manifest(tmp_path / "vids", tmp_path / "ann", tmp_path / "m.csv")
+    entries = batch.read_manifest(m)
+    assert [(e.name, bool(e.clicks), bool(e.session), e.error) for e in entries] == \
+        [("a", True, False, None), ("b", False, True, None)]
+    one = batch.write_manifest(tmp_path / "vids", tmp_path / "ann" / "a.csv", tmp_path / "one.csv")
+    assert all(e.clicks and not e.error for e in batch.read_manifest(one))
