@@ -267,3 +267,29 @@ def test_write_manifest_for_a_folder_of_videos(tmp_path):
         [("a", True, False, None), ("b", False, True, None)]
     one = batch.write_manifest(tmp_path / "vids", tmp_path / "ann" / "a.csv", tmp_path / "one.csv")
     assert all(e.clicks and not e.error for e in batch.read_manifest(one))
+
+
+def test_reuse_a_sessions_fit_on_other_videos(tmp_path, client):
+    """Tune once on a session (two named objects), segment two other clips with it:
+    every frame of each, objects named as in the session; a re-run skips both."""
+    clip(tmp_path / "a")
+    (tmp_path / "a.csv").write_text("frame,x,y,positive,object\n0,20,24,1,dog\n0,50,10,1,ball\n")
+    (tmp_path / "m.csv").write_text("video,clicks\na,a.csv\n")
+    rc, rows = run_batch(tmp_path / "m.csv", tmp_path / "out", client, *FAST)
+    assert rc == 0
+    clip(tmp_path / "b", shift=2)
+    clip(tmp_path / "c", shift=1)
+    session = tmp_path / "out" / "a" / "session"
+    (tmp_path / "r.csv").write_text(f"video,reuse\nb,{session}\nc,{session}\n")
+    rc, rows = run_batch(tmp_path / "r.csv", tmp_path / "out", client, *FAST)
+    assert rc == 0 and {r["status"] for r in rows.values()} == {"done"}
+    assert rows["b"]["computed"] == str(T) and rows["b"]["objects"] == "2"
+    assert len(list((session / "propagation-split").glob("*/state.pt"))) == 1  # fitted once for both
+    from napari_vidseg.video.session import VideoSession
+
+    s = VideoSession.open(tmp_path / "out" / "c" / "session")
+    assert sorted(o.name for o in s.objects.values()) == ["ball", "dog"]
+    assert all(len(s.masks.frames(o)) == T for o in s.objects)
+    assert len(pngs(tmp_path / "out" / "b")) == T
+    rc, rows = run_batch(tmp_path / "r.csv", tmp_path / "out", client, *FAST)
+    assert {r["status"] for r in rows.values()} == {"skipped"}
