@@ -293,3 +293,29 @@ def test_reuse_a_sessions_fit_on_other_videos(tmp_path, client):
     assert len(pngs(tmp_path / "out" / "b")) == T
     rc, rows = run_batch(tmp_path / "r.csv", tmp_path / "out", client, *FAST)
     assert {r["status"] for r in rows.values()} == {"skipped"}
+
+
+def test_a_stopped_range_computes_only_its_missing_frames(tmp_path):
+    """The split tasks called in this process: a range whose last journal line was lost
+    (its worker killed) computes that frame again and no other; finalize indexes all."""
+    from napari_vidseg.jobs import Job
+    from napari_vidseg.video import split
+    from napari_vidseg.video.session import VideoSession
+
+    clip(tmp_path / "v", T=8)
+    job = Job(video=str(tmp_path / "v"), clicks=[{"frame": 0, "x": 20, "y": 24, "positive": True}],
+              preset="fast", options={"steps": 2, "input_long_side": 64}, session=str(tmp_path / "out" / "session"),
+              outputs={"masks": str(tmp_path / "out")})
+    prep = split.prepare(job.to_json(), batch_fakes.fake_networks, size=4)
+    assert prep["ranges"] == [(1, 5), (5, 8)]
+    parts = [split.propagate_range(prep, a, b) for a, b in prep["ranges"]]
+    assert [p["computed"] for p in parts] == [4, 3]
+    journal = tmp_path / "out" / "session" / "propagation-split" / prep["key"][:16] / "range-000005.jsonl"
+    lines = journal.read_text().splitlines(keepends=True)
+    journal.write_text("".join(lines[:-1]) + lines[-1][:5])  # the last line cut short by a kill
+    again = split.propagate_range(prep, 5, 8)
+    assert again["computed"] == 1 and sorted(again["frames"]) == [5, 6, 7]
+    row = split.finalize(prep, parts[0], again, networks=batch_fakes.fake_networks)
+    assert row["status"] == "done" and row["computed"] == 5 and len(pngs(tmp_path / "out")) == 8
+    s = VideoSession.open(tmp_path / "out" / "session")
+    assert sorted(s.masks.confidence(1)) == list(range(1, 8))
