@@ -138,8 +138,8 @@ def run_job(job: Job, quiet: bool = True, say: Callable[..., None] | None = None
 
         config = propagators.make_config(job.method, preset=job.preset, **job.options)
         say(f"propagating {len(ids)} object(s)")
-        summary = drain(session.propagate(list(ids.values()), config, method=job.method,
-                                                      resume=job.resume), quiet=quiet) or {}
+        summary = drain(session.propagate(list(ids.values()), config, method=job.method, resume=job.resume),
+                        quiet=quiet) or {}
         say(f"propagation: computed {summary.get('computed', 0)} frames, "
             f"skipped {summary.get('skipped', 0)} already done")
         result["propagation"] = summary
