@@ -50,6 +50,7 @@ class Entry:
     name: str
     clicks: str | None = None
     session: str | None = None
+    reuse: str | None = None  # a session whose fitted method segments this video (no annotation of its own)
     error: str | None = None  # set: the row is reported as failed and not run
     job: Any = None  # its jobs.Job, once built
 
@@ -79,8 +80,8 @@ def _csv_rows(path: Path) -> list[tuple[int, dict]]:
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         header = [h.strip().lower() for h in (reader.fieldnames or [])]
-        if "video" not in header or not ({"clicks", "session"} & set(header)):
-            raise InputError(f"{path}: the header must name video and clicks (or session), "
+        if "video" not in header or not ({"clicks", "session", "reuse"} & set(header)):
+            raise InputError(f"{path}: the header must name video and clicks (or session, or reuse), "
                              f"got {','.join(header) or 'nothing'}")
         unknown = [h for h in header if h not in COLUMNS]
         if unknown:
@@ -113,15 +114,17 @@ def _entry(base: Path, line: int, row: dict, seen: dict[str, int]) -> Entry:
     where = f"line {line}" if line else "a row"
     video = path_of("video")
     name = (row.get("name") or "").strip() or (Path(video).stem if video else "")
-    e = Entry(line, video or "", name, clicks=path_of("clicks"), session=path_of("session"))
-    if path_of("reuse"):
-        e.error = f"{where}: the reuse column (a tuned propagator reused on other videos) is not supported yet"
-    elif not video:
+    e = Entry(line, video or "", name, clicks=path_of("clicks"), session=path_of("session"), reuse=path_of("reuse"))
+    if not video:
         e.error = f"{where}: no video given"
     elif not Path(video).exists():
         e.error = f"{where}: video not found: {video}"
-    elif not e.clicks and not e.session:
-        e.error = f"{where}: give a clicks file or a session folder for {video}"
+    elif e.reuse and not (Path(e.reuse) / "session.json").is_file():
+        e.error = f"{where}: the session to reuse is not a session folder (no session.json): {e.reuse}"
+    elif e.reuse and (e.clicks or e.session):
+        e.error = f"{where}: give either reuse or clicks/session for {video}, not both"
+    elif not e.clicks and not e.session and not e.reuse:
+        e.error = f"{where}: give a clicks file, a session folder or a session to reuse for {video}"
     elif e.clicks and not Path(e.clicks).is_file():
         e.error = f"{where}: clicks file not found: {e.clicks}"
     elif e.session and not e.clicks and not (Path(e.session) / "session.json").is_file():
@@ -155,12 +158,13 @@ def build_jobs(entries: list[Entry], out, method: str | None = None, preset: str
                                  "object": r.obj, "line": r.line} for r in rows],
                         session=e.session or str(folder / "session"),
                         outputs={"masks": str(folder)}, resume=not force)
-            e.job.check()
+            if not e.reuse:  # a reused fit needs no annotation of the video's own
+                e.job.check()
         except InputError as err:
             e.error, e.job = f"line {e.line}: {err}", None
 
 
-def inputs_key(job) -> str:
+def inputs_key(job, extra: str = "") -> str:
     """What a finished video's results depend on: the job (annotations, method,
     options, outputs), the video file's size and time, an input session's
     annotations file. Equal keys: the video is skipped on a re-run."""
@@ -174,6 +178,7 @@ def inputs_key(job) -> str:
         desc["video_stat"] = None
     s = Path(job.session) / "session.json" if job.session and not job.clicks else None
     desc["session_file"] = hashlib.sha256(s.read_bytes()).hexdigest() if s and s.is_file() else None
+    desc["extra"] = extra
     return hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()
 
 
@@ -181,11 +186,19 @@ def _folder_stat(folder: Path) -> list:
     return sorted([p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in folder.iterdir() if p.is_file())
 
 
-def finished(job) -> bool:
+def reuse_key(entry: Entry) -> str:
+    """What a reuse row depends on besides its job: the reused session's annotations file."""
+    if not entry.reuse:
+        return ""
+    f = Path(entry.reuse) / "session.json"
+    return hashlib.sha256(f.read_bytes()).hexdigest() if f.is_file() else ""
+
+
+def finished(job, extra: str = "") -> bool:
     """True when out/<name>/done.json holds this job's inputs key."""
     done = Path(job.outputs["masks"]) / DONE_FILE
     try:
-        return json.loads(done.read_text())["key"] == inputs_key(job)
+        return json.loads(done.read_text())["key"] == inputs_key(job, extra)
     except (OSError, ValueError, KeyError, TypeError):
         return False
 
@@ -228,9 +241,7 @@ def run_entry(job_json: str, networks: Callable | None = None) -> dict:
 
     job = Job.from_json(job_json)
     folder = Path(job.outputs["masks"])
-    row = {"video": job.video, "name": folder.name, "objects": 0, "frames": 0, "computed": 0, "ranges": 0,
-           "seconds": 0.0,
-           "status": "failed", "error": ""}
+    row = new_row(job)
     t0 = time.perf_counter()
     try:
         parent, predictor = worker_networks(networks)
@@ -242,11 +253,25 @@ def run_entry(job_json: str, networks: Callable | None = None) -> dict:
         prop = result.get("propagation") or {}
         row.update(objects=len(result.get("objects", {})), frames=int(result.get("frames", 0)),
                    computed=int(prop.get("computed", 0)), ranges=1, status="done")
-        atomic_write_bytes(folder / DONE_FILE, json.dumps({"key": inputs_key(job), "row": row}).encode(), fsync=True)
+        mark_finished(job, row)
     except Exception as e:  # noqa: BLE001  (any failure of one video is its row's error)
         row["error"] = one_line(e)
     row["seconds"] = round(time.perf_counter() - t0, 3)
     return row
+
+
+def new_row(job) -> dict:
+    """A summary row for the job's video, failed until it is done."""
+    return {"video": job.video, "name": Path(job.outputs["masks"]).name, "objects": 0, "frames": 0, "computed": 0,
+            "ranges": 0, "seconds": 0.0, "status": "failed", "error": ""}
+
+
+def mark_finished(job, row: dict, extra: str = "") -> None:
+    """out/<name>/done.json, written last: the inputs key a re-run compares."""
+    from .video.mask_store import atomic_write_bytes
+
+    atomic_write_bytes(Path(job.outputs["masks"]) / DONE_FILE,
+                       json.dumps({"key": inputs_key(job, extra), "row": row}).encode(), fsync=True)
 
 
 def one_line(e: BaseException) -> str:
@@ -307,11 +332,17 @@ def run_manifest(entries: list[Entry], client, networks: Callable | None = None,
 
     rows: list[dict | None] = [None] * len(entries)
     futures = {}
+    fits: dict[str, Any] = {}  # reused session -> the future of its one fit
     for i, e in enumerate(entries):
         if e.error or e.job is None:
             rows[i] = _row(e, "failed", e.error or "not run")
-        elif not force and finished(e.job):
+        elif not force and finished(e.job, reuse_key(e)):
             rows[i] = _row(e, "skipped", "", _done_row(e.job))
+        elif e.reuse:
+            if e.reuse not in fits:
+                fits[e.reuse] = _submit(client, sp.fit_session, e, e.reuse, e.job.method, e.job.preset,
+                                        e.job.options, networks, tag="fit")
+            futures[_submit(client, sp.apply_fitted, e, fits[e.reuse], e.job.to_json(), reuse_key(e))] = ("video", i)
         elif split:
             futures[_submit(client, sp.prepare, e, e.job.to_json(), networks, split)] = ("prepare", i)
         else:
@@ -374,3 +405,65 @@ def write_summary(path, rows: Iterable[dict]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, buf.getvalue().encode())
     return path
+
+
+# -- for front ends (the napari widget) -------------------------------------------
+VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".gif")
+
+
+def write_manifest(videos, annotations, out) -> Path:
+    """A manifest for every video in the folder `videos` (sorted by name):
+    `annotations` is one clicks CSV for all of them, or a folder holding
+    <video stem>.csv (clicks) or <video stem>.vidseg/ (a session) per video.
+    Returns the manifest's path (`out`, a .csv)."""
+    import io
+
+    from .video.mask_store import atomic_write_bytes
+
+    videos, annotations = Path(videos), Path(annotations)
+    found = sorted(p for p in videos.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+    if not found:
+        raise InputError(f"no video ({', '.join(VIDEO_SUFFIXES)}) in {videos}")
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["video", "clicks", "session", "name"])
+    for v in found:
+        if annotations.is_file():
+            w.writerow([v, annotations, "", v.stem])
+        elif (annotations / f"{v.stem}.csv").is_file():
+            w.writerow([v, annotations / f"{v.stem}.csv", "", v.stem])
+        elif (annotations / f"{v.stem}.vidseg" / "session.json").is_file():
+            w.writerow([v, "", annotations / f"{v.stem}.vidseg", v.stem])
+        else:
+            w.writerow([v, annotations / f"{v.stem}.csv", "", v.stem])  # reported as a missing clicks file
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out, buf.getvalue().encode())
+    return out
+
+
+def run_batch(manifest, out, scheduler: str | None = None, workers: int | None = None, force: bool = False,
+              split: int | None = None, method: str | None = None, preset: str | None = None,
+              options: dict | None = None, networks: Callable | None = None,
+              say: Callable[[str], None] | None = None,
+              warn: Callable[[str], None] | None = None) -> Generator[Progress, None, list[dict]]:
+    """The whole batch run: the manifest read, the cluster connected, the videos
+    run (a Progress per finished video), out/summary.csv written; returns its rows.
+    say: what is going on (the cluster, its dashboard); warn: a row that cannot
+    run (one line each; also in the summary)."""
+    say = say or (lambda *a: None)
+    warn = warn or say
+    entries = read_manifest(manifest)
+    build_jobs(entries, out, method=method, preset=preset, options=options, force=force)
+    for e in entries:
+        if e.error:
+            warn(e.error)
+    client = connect(scheduler, workers)
+    try:
+        say(f"dask: {len(client.nthreads())} worker(s) at {client.scheduler.address}; "
+            f"dashboard: {client.dashboard_link}")
+        rows = yield from run_manifest(entries, client, networks=networks, force=force, split=split)
+    finally:
+        close(client)
+    write_summary(Path(out) / "summary.csv", rows)
+    return rows

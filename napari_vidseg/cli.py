@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval-ctc": ("napari_vidseg.eval.ctc", "Cell Tracking Challenge benchmark: many look-alike objects tracked (SEG, track J, identity)"),
     "eval-correction": ("napari_vidseg.eval.correction", "worst-frame correction benchmark (the paper's Table 3)"),
     "bench-video": ("napari_vidseg.commands.bench_video", "lazy video reading benchmark against raw ffmpeg"),
+    "bench-batch": ("napari_vidseg.commands.bench_batch", "batch throughput with 1 and 2 workers, and one long video split"),
     "bench-memory": ("napari_vidseg.commands.bench_memory", "peak memory of propagation through a long synthetic video"),
     "bench-widget": ("napari_vidseg._napari.bench_widget", "peak memory of napari with the widget docked on a long video (needs a display)"),
     "bench": ("napari_vidseg.commands.bench", "benchmarks that print JSON: objects (many objects in one pass)"),

@@ -251,3 +251,71 @@ def test_long_video_split_over_workers_equals_segment(tmp_path, client, monkeypa
         not any((out / "long" / "session" / "propagation-split").iterdir())
     rc, rows = run_batch(tmp_path / "m.csv", out, client, "--split", "5")
     assert rows["long"]["status"] == "skipped"
+
+
+def test_write_manifest_for_a_folder_of_videos(tmp_path):
+    (tmp_path / "vids").mkdir()
+    for n in ("b.mp4", "a.MOV", "notes.txt"):
+        (tmp_path / "vids" / n).write_bytes(b"")
+    (tmp_path / "ann").mkdir()
+    (tmp_path / "ann" / "a.csv").write_text("frame,x,y,positive\n0,1,1,1\n")
+    (tmp_path / "ann" / "b.vidseg").mkdir()
+    (tmp_path / "ann" / "b.vidseg" / "session.json").write_text("{}")
+    m = batch.write_manifest(tmp_path / "vids", tmp_path / "ann", tmp_path / "m.csv")
+    entries = batch.read_manifest(m)
+    assert [(e.name, bool(e.clicks), bool(e.session), e.error) for e in entries] == \
+        [("a", True, False, None), ("b", False, True, None)]
+    one = batch.write_manifest(tmp_path / "vids", tmp_path / "ann" / "a.csv", tmp_path / "one.csv")
+    assert all(e.clicks and not e.error for e in batch.read_manifest(one))
+
+
+def test_reuse_a_sessions_fit_on_other_videos(tmp_path, client):
+    """Tune once on a session (two named objects), segment two other clips with it:
+    every frame of each, objects named as in the session; a re-run skips both."""
+    clip(tmp_path / "a")
+    (tmp_path / "a.csv").write_text("frame,x,y,positive,object\n0,20,24,1,dog\n0,50,10,1,ball\n")
+    (tmp_path / "m.csv").write_text("video,clicks\na,a.csv\n")
+    rc, rows = run_batch(tmp_path / "m.csv", tmp_path / "out", client, *FAST)
+    assert rc == 0
+    clip(tmp_path / "b", shift=2)
+    clip(tmp_path / "c", shift=1)
+    session = tmp_path / "out" / "a" / "session"
+    (tmp_path / "r.csv").write_text(f"video,reuse\nb,{session}\nc,{session}\n")
+    rc, rows = run_batch(tmp_path / "r.csv", tmp_path / "out", client, *FAST)
+    assert rc == 0 and {r["status"] for r in rows.values()} == {"done"}
+    assert rows["b"]["computed"] == str(T) and rows["b"]["objects"] == "2"
+    assert len(list((session / "propagation-split").glob("*/state.pt"))) == 1  # fitted once for both
+    from napari_vidseg.video.session import VideoSession
+
+    s = VideoSession.open(tmp_path / "out" / "c" / "session")
+    assert sorted(o.name for o in s.objects.values()) == ["ball", "dog"]
+    assert all(len(s.masks.frames(o)) == T for o in s.objects)
+    assert len(pngs(tmp_path / "out" / "b")) == T
+    rc, rows = run_batch(tmp_path / "r.csv", tmp_path / "out", client, *FAST)
+    assert {r["status"] for r in rows.values()} == {"skipped"}
+
+
+def test_a_stopped_range_computes_only_its_missing_frames(tmp_path):
+    """The split tasks called in this process: a range whose last journal line was lost
+    (its worker killed) computes that frame again and no other; finalize indexes all."""
+    from napari_vidseg.jobs import Job
+    from napari_vidseg.video import split
+    from napari_vidseg.video.session import VideoSession
+
+    clip(tmp_path / "v", T=8)
+    job = Job(video=str(tmp_path / "v"), clicks=[{"frame": 0, "x": 20, "y": 24, "positive": True}],
+              preset="fast", options={"steps": 2, "input_long_side": 64}, session=str(tmp_path / "out" / "session"),
+              outputs={"masks": str(tmp_path / "out")})
+    prep = split.prepare(job.to_json(), batch_fakes.fake_networks, size=4)
+    assert prep["ranges"] == [(1, 5), (5, 8)]
+    parts = [split.propagate_range(prep, a, b) for a, b in prep["ranges"]]
+    assert [p["computed"] for p in parts] == [4, 3]
+    journal = tmp_path / "out" / "session" / "propagation-split" / prep["key"][:16] / "range-000005.jsonl"
+    lines = journal.read_text().splitlines(keepends=True)
+    journal.write_text("".join(lines[:-1]) + lines[-1][:5])  # the last line cut short by a kill
+    again = split.propagate_range(prep, 5, 8)
+    assert again["computed"] == 1 and sorted(again["frames"]) == [5, 6, 7]
+    row = split.finalize(prep, parts[0], again, networks=batch_fakes.fake_networks)
+    assert row["status"] == "done" and row["computed"] == 5 and len(pngs(tmp_path / "out")) == 8
+    s = VideoSession.open(tmp_path / "out" / "session")
+    assert sorted(s.masks.confidence(1)) == list(range(1, 8))

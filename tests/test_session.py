@@ -319,6 +319,11 @@ def fake_video_modules(monkeypatch):
     for name, mod in (("finetune", ft), ("propagate", pr), ("quality", q)):
         monkeypatch.setitem(sys.modules, f"napari_vidseg.video.{name}", mod)
         monkeypatch.setattr(video_pkg, name, mod, raising=False)
+    # The registry keeps the config class it first registered (the real FinetuneConfig, self_train=2, when an
+    # earlier test propagated): empty it so that osvos is registered again with this fake config.
+    from napari_vidseg.video import propagators
+
+    monkeypatch.setattr(propagators, "_METHODS", {})
     return log
 
 

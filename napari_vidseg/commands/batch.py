@@ -53,25 +53,19 @@ def run(args, networks=None) -> int:
     if args.split is not None and args.split < 1:
         raise InputError("--split must be >= 1 frame")
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
-    entries = batch.read_manifest(args.manifest)
-    batch.build_jobs(entries, args.out, method=args.method, preset=args.preset, options=options_of(args),
-                     force=args.force)
-    for e in entries:
-        if e.error:
-            print(f"napari-vidseg batch: {e.error}", file=sys.stderr)
-    client = batch.connect(args.scheduler, args.workers)
-    try:
-        n = len(client.nthreads())
-        say(f"dask: {n} worker(s) at {client.scheduler.address}; dashboard: {client.dashboard_link}")
-        rows = drain(batch.run_manifest(entries, client, networks=networks, force=args.force,
-                                                 split=args.split), quiet=args.quiet)
-    finally:
-        batch.close(client)
-    path = batch.write_summary(args.out / "summary.csv", rows)
+    problems = []
+
+    def warn(line):  # a row that cannot run: on stderr, even with --quiet
+        problems.append(line)
+        print(f"napari-vidseg batch: {line}", file=sys.stderr)
+
+    rows = drain(batch.run_batch(args.manifest, args.out, args.scheduler, args.workers, args.force, args.split,
+                                 args.method, args.preset, options_of(args), networks=networks, say=say, warn=warn),
+                 quiet=args.quiet)
     counts = {s: sum(r["status"] == s for r in rows) for s in ("done", "skipped", "failed")}
     say(f"{counts['done']} done, {counts['skipped']} skipped (finished before), {counts['failed']} failed; "
-        f"summary: {path}")
+        f"summary: {args.out / 'summary.csv'}")
     for r in rows:
-        if r["status"] == "failed" and not any(e.error == r["error"] for e in entries):
+        if r["status"] == "failed" and r["error"] not in problems:
             print(f"napari-vidseg batch: {r['name']}: {r['error']}", file=sys.stderr)
     return 1 if counts["failed"] else 0

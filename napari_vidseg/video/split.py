@@ -264,3 +264,76 @@ def finalize(prep: dict, *parts: dict, networks=None) -> dict:
     if row["status"] == "done":
         shutil.rmtree(Path(prep["folder"]), ignore_errors=True)
     return row
+
+
+# -- a session's fitted method reused on other videos (the manifest's reuse column) --------
+def fit_session(session_folder: str, method: str | None, preset: str | None, options: dict,
+                networks=None) -> dict:
+    """On a worker: the method fitted once on a session's annotated frames (kept in
+    <session>/propagation-split/<key>/state.pt, so a re-run does not fit again),
+    with its objects' names in the order of the fitted state's outputs."""
+    import torch
+
+    from .. import batch
+    from . import propagators
+    from .session import VideoSession
+
+    parent, _ = batch.worker_networks(networks)
+    session = VideoSession.open(session_folder)
+    session.set_parent(parent)
+    config = propagators.make_config(method, preset=preset, **options)
+    p = plan(session, None, config, method)
+    folder = Path(session_folder) / SPLIT_DIR / p.key[:16]
+    folder.mkdir(parents=True, exist_ok=True)
+    state_file = folder / "state.pt"
+    if state_file.is_file():
+        state = torch.load(state_file, weights_only=False)
+    else:
+        state = _fit(propagators.get(p.method).cls(config, parent=parent), session, p, folder)
+        tmp = folder / f".state.{os.getpid()}.tmp"
+        torch.save(state, tmp)
+        os.replace(tmp, state_file)
+    return {"state": state, "names": [session.objects[o].name for o in p.objects]}
+
+
+def apply_fitted(fitted: dict, job_json: str, key_extra: str = "") -> dict:
+    """On a worker: every frame of the job's video segmented with a fitted state
+    (fit_session) and no annotation of its own, into the job's session (objects
+    named as in the fitted session), then its exports; a summary row."""
+    from .. import batch
+    from ..progress import drain
+    from . import propagators
+    from .session import VideoSession
+
+    job = _job(job_json)
+    folder = Path(job.outputs["masks"])
+    row = batch.new_row(job)
+    t0 = time.perf_counter()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        session = VideoSession.open_or_create(job.video, Path(job.session))
+        by_name = {o.name: o.id for o in session.objects.values()}
+        ids = [by_name.get(n) or session.add_object(n) for n in fitted["names"]]
+        prop = propagators.get(job.method).cls(_config(job))
+        prop.load_state(fitted["state"])
+        n = int(session.source.n_frames)
+        results = prop.predict(session.source, {o: {} for o in ids}, list(range(n)))
+        computed = 0
+        try:
+            for item in results:
+                if isinstance(item, propagators.ObjectsFrame):
+                    for o, m in item.masks.items():
+                        if not (session.masks.provenance(o, item.t) or Provenance.PROPAGATED).is_annotation:
+                            session.masks.set(o, item.t, m, Provenance.PROPAGATED, item.confidence.get(o))
+                    computed += 1
+        finally:
+            results.close()
+        session.masks.compact()
+        obj = ids[0] if len(ids) == 1 else None
+        drain(session.export(folder, obj=obj), quiet=True)
+        row.update(objects=len(ids), frames=n, computed=computed, ranges=1, status="done")
+        batch.mark_finished(job, row, key_extra)
+    except Exception as e:  # noqa: BLE001  (any failure of one video is its row's error)
+        row["error"] = batch.one_line(e)
+    row["seconds"] = round(time.perf_counter() - t0, 3)
+    return row
