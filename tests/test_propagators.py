@@ -109,8 +109,6 @@ class NearestConfig:
 class NearestMask:
     """A stand-in propagator: each object's mask on a frame is its nearest annotated mask, shifted."""
 
-    from napari_vidseg.video.propagators.base import Propagator as _Base
-
     def __init__(self, config, parent=None, refiner=None):
         self.config = config
         self.calls = []
@@ -249,28 +247,38 @@ def test_exclusive_gives_contested_pixels_to_the_most_probable():
 
 
 def test_a_cancelled_run_continues_where_it_stopped(parent, tmp_path):
+    """Cancelled in its last pass (after self-training), re-opened and run again: only the
+    missing frames are computed, and the masks are those of a run never stopped."""
     from napari_vidseg.types import Provenance
     from napari_vidseg.video.session import VideoSession
 
     video, a, _ = moving_clip(T=12)
-    s = VideoSession.create(_ArrayVideo(video), tmp_path / "s")
-    s.set_parent(parent)
-    o = s.add_object()
-    s.set_mask(0, o, a[0])
-    cfg = small_config(batch_infer=1)
-    job = s.propagate(o, cfg)
+    cfg = small_config(batch_infer=1, self_train=1, first_pass_stride=2)
+
+    def session(folder):
+        s = VideoSession.create(_ArrayVideo(video), folder)
+        s.set_parent(parent)
+        s.set_mask(0, s.add_object(), a[0])
+        return s
+
+    whole = session(None)
+    drain(whole.propagate(1, cfg), quiet=True)
+    s = session(tmp_path / "s")
+    job = s.propagate(1, cfg)
     seen = []
     for p in job:
-        if p.stage == "propagate" and p.frame is not None:
+        if p.stage == "propagate" and p.frame is not None and p.message.startswith("self-trained"):
             seen.append(p.frame)
             if len(seen) == 4:
                 break
     job.close()
     r = VideoSession.open(tmp_path / "s", video=_ArrayVideo(video))
     r.set_parent(parent)
-    assert drain(r.propagate(o, cfg), quiet=True) == {"computed": 7, "skipped": 4}
-    assert r.masks.frames(o, Provenance.PROPAGATED) == list(range(1, 12))
-    assert drain(r.propagate(o, cfg, resume=False), quiet=True) == {"computed": 11, "skipped": 0}
+    assert drain(r.propagate(1, cfg), quiet=True) == {"computed": 7, "skipped": 4}
+    assert r.masks.frames(1, Provenance.PROPAGATED) == list(range(1, 12))
+    for t in range(12):
+        assert np.array_equal(r.masks.get(1, t), whole.masks.get(1, t))
+    assert drain(r.propagate(1, cfg, resume=False), quiet=True) == {"computed": 11, "skipped": 0}
 
 
 def test_segment_killed_mid_propagation_continues_on_the_same_command(tmp_path):
