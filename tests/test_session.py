@@ -319,6 +319,12 @@ def fake_video_modules(monkeypatch):
     for name, mod in (("finetune", ft), ("propagate", pr), ("quality", q)):
         monkeypatch.setitem(sys.modules, f"napari_vidseg.video.{name}", mod)
         monkeypatch.setattr(video_pkg, name, mod, raising=False)
+    # The registry's OSVOS entry takes the fake config too (its default config is the method's).
+    from napari_vidseg.video import propagators
+    from napari_vidseg.video.propagators.osvos import OSVOS
+
+    propagators.names()  # the built-in methods registered first, so the fake entry is not replaced
+    monkeypatch.setitem(propagators._METHODS, "osvos", propagators.Method("osvos", OSVOS, FinetuneConfig))
     return log
 
 
