@@ -386,3 +386,19 @@ def test_bench_objects_cuts_the_mask_into_equal_parts():
     assert sum(p.sum() for p in parts) == mask.sum()  # no pixel in two parts
     sizes = [p.sum() for p in parts]
     assert max(sizes) - min(sizes) <= 0.1 * mask.sum() / 5 + 40  # equal area up to a column's pixels
+
+
+def test_the_config_split_by_job_keeps_every_default():
+    old = old_video_modules()
+    from napari_vidseg.video.finetune import (FinetuneConfig, InferenceConfig, SecondOpinionConfig, SelfTrainConfig,
+                                              TuneConfig)
+
+    assert vars(FinetuneConfig()) == vars(old.finetune.FinetuneConfig())
+    parts = FinetuneConfig(steps=7, flip=True, refine_weight=0.5, self_train=0).parts()
+    assert isinstance(parts["tune"], TuneConfig) and parts["tune"].steps == 7
+    assert isinstance(parts["inference"], InferenceConfig) and parts["inference"].flip
+    assert isinstance(parts["second_opinion"], SecondOpinionConfig) and parts["second_opinion"].refine_weight == 0.5
+    assert isinstance(parts["self_training"], SelfTrainConfig) and parts["self_training"].self_train == 0
+    assert FinetuneConfig.from_parts(**parts) == FinetuneConfig(steps=7, flip=True, refine_weight=0.5, self_train=0)
+    names = [f for part in parts.values() for f in vars(part)]
+    assert sorted(names) == sorted(vars(FinetuneConfig())) and len(names) == len(set(names))  # each field in one job

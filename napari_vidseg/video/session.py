@@ -4,6 +4,8 @@
     obj = s.add_object("dog")
     s.add_interactions(0, obj, Interactions([Click(120, 80)]))
     drain(s.propagate(obj))                  # long jobs are generators of Progress
+    drain(s.propagate())                     # every object at once (method, options: video/propagators)
+    s.mask_changed.connect(on_mask)          # listeners: psygnal signals (mask, objects, interactions, progress)
     for t in s.worst_frames(obj, k=3):
         s.correct(t, obj, Interactions([Click(...)]))
     drain(s.export("out/", obj, sticker=Path("dog.gif")))
@@ -15,6 +17,7 @@ Session folder layout:
     masks/, index.*   the MaskStore (one 1-bit PNG per object and frame, provenance, confidence)
     base/             propagated masks that the user then corrected, kept so that undoing
                       every correction click restores the propagated mask
+    propagation/      the last propagation's key, checkpoint and finished frames (video/resume.py)
 
 Crash safety: every change is written before the call returns (masks first, then
 session.json), each write atomic, so a killed process loses at most the action in
