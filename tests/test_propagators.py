@@ -206,7 +206,8 @@ class _ArrayVideo:
 
 
 # -- OSVOS on several objects, resume ---------------------------------------------
-def test_two_objects_annotated_on_different_frames_one_pass(parent, tmp_path):
+@pytest.mark.parametrize("refine", [False, True])
+def test_two_objects_annotated_on_different_frames_one_pass(parent, tmp_path, refine):
     from napari_vidseg.types import Provenance
     from napari_vidseg.video.session import VideoSession
 
@@ -216,7 +217,7 @@ def test_two_objects_annotated_on_different_frames_one_pass(parent, tmp_path):
     oa, ob = s.add_object("a"), s.add_object("b")
     s.set_mask(0, oa, a[0])
     s.set_mask(6, ob, b[6])
-    cfg = small_config()
+    cfg = small_config(refine=refine, refine_size=64)
     progress = list(s.propagate(None, cfg))
     tunings = [p for p in progress if p.stage == "finetune"]
     assert len(tunings) == cfg.steps  # one tuning for both objects
