@@ -403,3 +403,19 @@ def test_the_config_split_by_job_keeps_every_default():
     assert FinetuneConfig.from_parts(**parts) == FinetuneConfig(steps=7, flip=True, refine_weight=0.5, self_train=0)
     names = [f for part in parts.values() for f in vars(part)]
     assert sorted(names) == sorted(vars(FinetuneConfig())) and len(names) == len(set(names))  # each field in one job
+
+
+def test_sparse_targets_give_the_dense_batch():
+    from napari_vidseg.video.finetune import SparseTargets
+
+    rng = np.random.default_rng(0)
+    y = torch.from_numpy(rng.random((4, 3, 8, 10)).astype(np.float32))
+    known = [True, False, True]
+    sparse = SparseTargets.cat([SparseTargets.of(y[:2], known), SparseTargets.of(y[2:], known)])
+    assert tuple(sparse.shape) == (4, 3, 8, 10)
+    window = sparse[..., 2:6, 4:10]
+    assert tuple(window.shape) == (4, 3, 4, 6)
+    got = window.index_select(0, torch.tensor([3, 1]))
+    want = y[[3, 1]][..., 2:6, 4:10].clone()
+    want[:, 1] = 0  # an object not annotated on these copies
+    assert torch.allclose(got, want, atol=0.5 / 255 + 1e-6)
