@@ -109,8 +109,6 @@ class NearestConfig:
 class NearestMask:
     """A stand-in propagator: each object's mask on a frame is its nearest annotated mask, shifted."""
 
-    from napari_vidseg.video.propagators.base import Propagator as _Base
-
     def __init__(self, config, parent=None, refiner=None):
         self.config = config
         self.calls = []
@@ -208,7 +206,8 @@ class _ArrayVideo:
 
 
 # -- OSVOS on several objects, resume ---------------------------------------------
-def test_two_objects_annotated_on_different_frames_one_pass(parent, tmp_path):
+@pytest.mark.parametrize("refine", [False, True])
+def test_two_objects_annotated_on_different_frames_one_pass(parent, tmp_path, refine):
     from napari_vidseg.types import Provenance
     from napari_vidseg.video.session import VideoSession
 
@@ -218,7 +217,7 @@ def test_two_objects_annotated_on_different_frames_one_pass(parent, tmp_path):
     oa, ob = s.add_object("a"), s.add_object("b")
     s.set_mask(0, oa, a[0])
     s.set_mask(6, ob, b[6])
-    cfg = small_config()
+    cfg = small_config(refine=refine, refine_size=64)
     progress = list(s.propagate(None, cfg))
     tunings = [p for p in progress if p.stage == "finetune"]
     assert len(tunings) == cfg.steps  # one tuning for both objects
@@ -249,28 +248,38 @@ def test_exclusive_gives_contested_pixels_to_the_most_probable():
 
 
 def test_a_cancelled_run_continues_where_it_stopped(parent, tmp_path):
+    """Cancelled in its last pass (after self-training), re-opened and run again: only the
+    missing frames are computed, and the masks are those of a run never stopped."""
     from napari_vidseg.types import Provenance
     from napari_vidseg.video.session import VideoSession
 
     video, a, _ = moving_clip(T=12)
-    s = VideoSession.create(_ArrayVideo(video), tmp_path / "s")
-    s.set_parent(parent)
-    o = s.add_object()
-    s.set_mask(0, o, a[0])
-    cfg = small_config(batch_infer=1)
-    job = s.propagate(o, cfg)
+    cfg = small_config(batch_infer=1, self_train=1, first_pass_stride=2)
+
+    def session(folder):
+        s = VideoSession.create(_ArrayVideo(video), folder)
+        s.set_parent(parent)
+        s.set_mask(0, s.add_object(), a[0])
+        return s
+
+    whole = session(None)
+    drain(whole.propagate(1, cfg), quiet=True)
+    s = session(tmp_path / "s")
+    job = s.propagate(1, cfg)
     seen = []
     for p in job:
-        if p.stage == "propagate" and p.frame is not None:
+        if p.stage == "propagate" and p.frame is not None and p.message.startswith("self-trained"):
             seen.append(p.frame)
             if len(seen) == 4:
                 break
     job.close()
     r = VideoSession.open(tmp_path / "s", video=_ArrayVideo(video))
     r.set_parent(parent)
-    assert drain(r.propagate(o, cfg), quiet=True) == {"computed": 7, "skipped": 4}
-    assert r.masks.frames(o, Provenance.PROPAGATED) == list(range(1, 12))
-    assert drain(r.propagate(o, cfg, resume=False), quiet=True) == {"computed": 11, "skipped": 0}
+    assert drain(r.propagate(1, cfg), quiet=True) == {"computed": 7, "skipped": 4}
+    assert r.masks.frames(1, Provenance.PROPAGATED) == list(range(1, 12))
+    for t in range(12):
+        assert np.array_equal(r.masks.get(1, t), whole.masks.get(1, t))
+    assert drain(r.propagate(1, cfg, resume=False), quiet=True) == {"computed": 11, "skipped": 0}
 
 
 def test_segment_killed_mid_propagation_continues_on_the_same_command(tmp_path):
@@ -378,3 +387,35 @@ def test_bench_objects_cuts_the_mask_into_equal_parts():
     assert sum(p.sum() for p in parts) == mask.sum()  # no pixel in two parts
     sizes = [p.sum() for p in parts]
     assert max(sizes) - min(sizes) <= 0.1 * mask.sum() / 5 + 40  # equal area up to a column's pixels
+
+
+def test_the_config_split_by_job_keeps_every_default():
+    old = old_video_modules()
+    from napari_vidseg.video.finetune import (FinetuneConfig, InferenceConfig, SecondOpinionConfig, SelfTrainConfig,
+                                              TuneConfig)
+
+    assert vars(FinetuneConfig()) == vars(old.finetune.FinetuneConfig())
+    parts = FinetuneConfig(steps=7, flip=True, refine_weight=0.5, self_train=0).parts()
+    assert isinstance(parts["tune"], TuneConfig) and parts["tune"].steps == 7
+    assert isinstance(parts["inference"], InferenceConfig) and parts["inference"].flip
+    assert isinstance(parts["second_opinion"], SecondOpinionConfig) and parts["second_opinion"].refine_weight == 0.5
+    assert isinstance(parts["self_training"], SelfTrainConfig) and parts["self_training"].self_train == 0
+    assert FinetuneConfig.from_parts(**parts) == FinetuneConfig(steps=7, flip=True, refine_weight=0.5, self_train=0)
+    names = [f for part in parts.values() for f in vars(part)]
+    assert sorted(names) == sorted(vars(FinetuneConfig())) and len(names) == len(set(names))  # each field in one job
+
+
+def test_sparse_targets_give_the_dense_batch():
+    from napari_vidseg.video.finetune import SparseTargets
+
+    rng = np.random.default_rng(0)
+    y = torch.from_numpy(rng.random((4, 3, 8, 10)).astype(np.float32))
+    known = [True, False, True]
+    sparse = SparseTargets.cat([SparseTargets.of(y[:2], known), SparseTargets.of(y[2:], known)])
+    assert tuple(sparse.shape) == (4, 3, 8, 10)
+    window = sparse[..., 2:6, 4:10]
+    assert tuple(window.shape) == (4, 3, 4, 6)
+    got = window.index_select(0, torch.tensor([3, 1]))
+    want = y[[3, 1]][..., 2:6, 4:10].clone()
+    want[:, 1] = 0  # an object not annotated on these copies
+    assert torch.allclose(got, want, atol=0.5 / 255 + 1e-6)

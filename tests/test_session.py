@@ -319,11 +319,12 @@ def fake_video_modules(monkeypatch):
     for name, mod in (("finetune", ft), ("propagate", pr), ("quality", q)):
         monkeypatch.setitem(sys.modules, f"napari_vidseg.video.{name}", mod)
         monkeypatch.setattr(video_pkg, name, mod, raising=False)
-    # The registry keeps the config class it first registered (the real FinetuneConfig, self_train=2, when an
-    # earlier test propagated): empty it so that osvos is registered again with this fake config.
+    # The registry's OSVOS entry takes the fake config too (its default config is the method's).
     from napari_vidseg.video import propagators
+    from napari_vidseg.video.propagators.osvos import OSVOS
 
-    monkeypatch.setattr(propagators, "_METHODS", {})
+    propagators.names()  # the built-in methods registered first, so the fake entry is not replaced
+    monkeypatch.setitem(propagators._METHODS, "osvos", propagators.Method("osvos", OSVOS, FinetuneConfig))
     return log
 
 

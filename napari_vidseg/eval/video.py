@@ -96,26 +96,21 @@ def configure(parser) -> None:
 
 
 def make_config(args):
-    from ..video.finetune import FinetuneConfig
+    """OSVOS's config (video.propagators) from the flags given; the others keep the library's defaults."""
+    from ..video import propagators
 
-    cfg = FinetuneConfig()
-    for name in ("mode", "steps", "lr", "n_aug", "batch", "loss", "input_long_side", "threshold", "reach",
-                 "seed", "self_train", "first_pass_stride", "self_train_rounds", "refine_size",
-                 "refine_weight"):
-        v = getattr(args, name, None)
-        if v is not None:
-            setattr(cfg, name, v)
-    cfg.keep_components = not getattr(args, "no_keep_components", False)
-    cfg.bf16 = getattr(args, "bf16", None)
-    cfg.int8 = bool(getattr(args, "int8", False))
-    cfg.flip = bool(getattr(args, "flip", False))
-    if getattr(args, "refine", None) is not None:
-        cfg.refine = args.refine
-    cfg.refine_crf = bool(getattr(args, "refine_crf", False))
+    options = {name: getattr(args, name, None) for name in (
+        "mode", "steps", "lr", "n_aug", "batch", "loss", "input_long_side", "threshold", "reach", "seed",
+        "self_train", "first_pass_stride", "self_train_rounds", "refine_size", "refine_weight", "refine")}
+    options.update(keep_components=not getattr(args, "no_keep_components", False),
+                   int8=bool(getattr(args, "int8", False)), flip=bool(getattr(args, "flip", False)),
+                   refine_crf=bool(getattr(args, "refine_crf", False)))
     if getattr(args, "scales", None):
-        cfg.scales = parse_scales(args.scales)
-    cfg.check()
-    return cfg
+        options["scales"] = parse_scales(args.scales)
+    config = propagators.make_config("osvos", **options)
+    config.bf16 = getattr(args, "bf16", None)  # None is a value here: "where the CPU computes it natively"
+    config.check()
+    return config
 
 
 def parse_scales(text: str) -> tuple[float, ...]:

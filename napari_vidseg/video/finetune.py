@@ -398,7 +398,8 @@ def _finetune_on(parent: VidSegNet, pairs, valid: list[list[bool]], config: Tune
                 cache["early"].append(early[1:])  # f2 is not used by the decoder
                 if config.mode == "head":
                     cache["late"].append(net.encoder.late(early[-1]))
-            cache["y"].append(torch.from_numpy(ms[i:i + step]).to(device))
+            y = torch.from_numpy(ms[i:i + step]).to(device)
+            cache["y"].append(y if len(known) == 1 else SparseTargets.of(y, known))
             cache["valid"].append(torch.tensor([known] * len(x), dtype=torch.bool, device=device))
             done += len(x)
             yield Progress("features", done, n_total, message=f"{size[1]}x{size[0]}")
@@ -480,10 +481,52 @@ def _group_by_size(cache, mode) -> dict:
             g["late"].append(cache["late"][i])
     out = {}
     for key, g in groups.items():
-        out[key] = {"early": [torch.cat(ts) for ts in zip(*g["early"])], "y": torch.cat(g["y"]),
+        y = torch.cat(g["y"]) if isinstance(g["y"][0], torch.Tensor) else SparseTargets.cat(g["y"])
+        out[key] = {"early": [torch.cat(ts) for ts in zip(*g["early"])], "y": y,
                     "valid": torch.cat(g["valid"]),
                     "late": [torch.cat(ts) for ts in zip(*g["late"])] if g["late"] else []}
     return out
+
+
+class SparseTargets:
+    """Several objects' soft target masks (N, K, h, w) kept small: only the
+    channels of the objects annotated on each copy, in uint8 (1/255 steps).
+    Dense float32 targets of 30 objects over the copies of self-training's
+    trusted frames would take gigabytes (224 copies x 30 x 864x480 x 4 bytes:
+    11 GB). Supports what a tuning step does with its targets: .shape, a
+    spatial window (t[..., a:b, c:d]) and index_select(0, idx), which gives
+    the dense float32 batch (unknown channels 0, ignored by the loss)."""
+
+    def __init__(self, items: list, n_channels: int, window=(slice(None), slice(None))):
+        self.items = items  # per copy: (channel indices, uint8 (k, h, w))
+        self.n_channels = n_channels
+        self.window = window
+        h, w = items[0][1].shape[-2:]
+        rows, cols = range(h)[window[0]], range(w)[window[1]]
+        self.shape = torch.Size((len(items), n_channels, len(rows), len(cols)))
+
+    @classmethod
+    def of(cls, y: torch.Tensor, known: list[bool]) -> "SparseTargets":
+        channels = torch.tensor([k for k, v in enumerate(known) if v], dtype=torch.long)
+        q = (y[:, channels] * 255).round().to(torch.uint8)
+        return cls([(channels, q[i]) for i in range(len(y))], len(known))
+
+    @classmethod
+    def cat(cls, parts: list["SparseTargets"]) -> "SparseTargets":
+        return cls([item for p in parts for item in p.items], parts[0].n_channels)
+
+    def __getitem__(self, key) -> "SparseTargets":
+        rows, cols = key[-2:]  # t[..., rows, cols] on an unwindowed set (what _random_crop does)
+        return SparseTargets(self.items, self.n_channels, (rows, cols))
+
+    def index_select(self, dim: int, idx: torch.Tensor) -> torch.Tensor:
+        rows, cols = self.window
+        first = self.items[0][1]
+        out = torch.zeros((len(idx), *self.shape[1:]), dtype=torch.float32, device=first.device)
+        for j, i in enumerate(idx.tolist()):
+            channels, q = self.items[i]
+            out[j, channels] = q[:, rows, cols].float() / 255
+        return out
 
 
 def load_parent(device=None) -> VidSegNet:

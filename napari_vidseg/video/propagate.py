@@ -296,7 +296,7 @@ class ObjectsFrame:
 def propagate(net, source, annotated: Mapping[int, np.ndarray], config: FinetuneConfig | None = None,
               frames: Sequence[int] | None = None,
               timings: dict[str, float] | None = None,
-              refiner: MaskRefiner | None = None) -> Generator[FrameResult, None, None]:
+              refiner: MaskRefiner | None = None, previous=None) -> Generator[FrameResult, None, None]:
     """Yield a FrameResult for every frame in `frames` (default: all): first the
     annotated frames (their masks, unchanged), then the others outward from
     them. Close the generator to cancel; nothing is left running.
@@ -311,13 +311,17 @@ def propagate(net, source, annotated: Mapping[int, np.ndarray], config: Finetune
     refiner: the second opinion to use when config.refine is on (default: a
     MaskRefiner on the shipped interactive weights, made for this call); pass
     one to reuse it across calls or to try other weights (eval-video's
-    --weights-interactive)."""
+    --weights-interactive).
+
+    previous(t): the stored mask of a frame this call does not compute (None
+    if there is none), for the clean-up of the frame after it: a resumed run."""
     src = _as_source(source)
     n = len(src)
     if not n:
         return
     wanted = set(range(n)) if frames is None else set(int(t) for t in frames)
     results = propagate_objects(net, src, {0: annotated}, config, frames=frames, timings=timings, refiner=refiner,
+                                previous=None if previous is None else lambda o, t: previous(t),
                                 echo=lambda t, m, size: FrameResult(t, m, (resize_mask(m, size) > 0.5).astype(
                                     np.float16), 1.0, annotated=True) if t in wanted else None)
     try:
@@ -329,7 +333,8 @@ def propagate(net, source, annotated: Mapping[int, np.ndarray], config: Finetune
 
 def propagate_objects(net, source, annotated: Mapping, config: FinetuneConfig | None = None,
                       frames: Sequence[int] | None = None, timings: dict[str, float] | None = None,
-                      refiner: MaskRefiner | None = None, echo=None) -> Generator[ObjectsFrame, None, None]:
+                      refiner: MaskRefiner | None = None, echo=None,
+                      previous=None) -> Generator[ObjectsFrame, None, None]:
     """Segment several objects with one network whose output channels are
     theirs (finetune_objects; channel k is the k-th key of `annotated`, which
     maps each object to its annotated frames {t: mask}). Each frame is read,
@@ -339,7 +344,9 @@ def propagate_objects(net, source, annotated: Mapping, config: FinetuneConfig | 
     annotated frames), blocks ordered outward from every annotated frame of
     any object (frames annotated for one object but computed for another go
     first). echo(t, mask, size): called for each annotated frame of a single
-    object before the rest; what it returns (not None) is yielded first."""
+    object before the rest; what it returns (not None) is yielded first.
+    previous(obj, t): the stored mask of a frame not computed here (None if
+    none), for the clean-up of the frame after it (a resumed run)."""
     config = config or FinetuneConfig()
     clock = _StageClock(timings)
     src = _as_source(source)
@@ -417,6 +424,10 @@ def propagate_objects(net, source, annotated: Mapping, config: FinetuneConfig | 
                     continue
                 # The frame before it in its run was done before (earlier block or index).
                 prev = masks_done[o].get(before.get(t, -1))
+                if prev is None and previous is not None and t in before:
+                    stored = previous(o, before[t])
+                    if stored is not None:  # done by an earlier run: its mask, at the network's size
+                        prev = masks_done[o][before[t]] = resize_mask(np.asarray(stored, bool), size) > 0.5
                 coarse = small[i, k] > config.threshold
                 if refiner is None:
                     full_k = full[i, k]

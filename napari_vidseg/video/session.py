@@ -4,6 +4,8 @@
     obj = s.add_object("dog")
     s.add_interactions(0, obj, Interactions([Click(120, 80)]))
     drain(s.propagate(obj))                  # long jobs are generators of Progress
+    drain(s.propagate())                     # every object at once (method, options: video/propagators)
+    s.mask_changed.connect(on_mask)          # listeners: psygnal signals (mask, objects, interactions, progress)
     for t in s.worst_frames(obj, k=3):
         s.correct(t, obj, Interactions([Click(...)]))
     drain(s.export("out/", obj, sticker=Path("dog.gif")))
@@ -18,6 +20,7 @@ Session folder layout:
     session.lock      while open: one writer per folder (a second process gets a clear error;
                       a killed holder's lock is taken over; io/folder_lock.py). close() lets go
     outputs.json      output folders `segment` wrote from this session (a re-run may write there)
+    propagation/      the last propagation's key, checkpoint and finished frames (video/resume.py)
 
 Crash safety: every change is written before the call returns (masks first, then
 session.json), each write atomic, so a killed process loses at most the action in

@@ -62,12 +62,16 @@ class OSVOS(Propagator):
                 message: str = "") -> Generator[Any, None, None]:
         yield from frame_progress(self._frames(self.net, source, annotated, frames, final), len(frames), message)
 
-    def _frames(self, net, source, annotated: Mapping, frames: list[int], final: bool):
+    def _frames(self, net, source, annotated: Mapping, frames: list[int], final: bool, previous=None):
         from .. import propagate as pr
 
         extra = {} if self.refiner is None else {"refiner": self.refiner}
+        if previous is not None:
+            extra["previous"] = previous
         if len(annotated) == 1:
             ((obj, masks),) = annotated.items()
+            if previous is not None:
+                extra["previous"] = lambda t: previous(obj, t)
             results, wanted = pr.propagate(net, source, masks, self.config, frames=frames, **extra), set(frames)
         else:
             results, wanted = pr.propagate_objects(net, source, annotated, self.config, frames=frames, **extra), None
@@ -120,7 +124,9 @@ class OSVOS(Propagator):
             trusted = checkpoint.get_masks("trusted") or {}
             trusted = {o: trusted.get(o, {}) for o in annotated}
             net = yield from self.tune(source, {o: {**trusted[o], **annotated[o]} for o in annotated})
-            yield from self._pass(net, source, annotated, todo, trusted_message(trusted), True, sink)
+            # Frames done before: their stored masks stand in for the clean-up of the frames after them.
+            previous = None if sink is None or not skip else lambda o, t: sink.masks(o, [t])[t]
+            yield from self._pass(net, source, annotated, todo, trusted_message(trusted), True, sink, previous)
             return
         state = {"final": False}
 
@@ -135,11 +141,12 @@ class OSVOS(Propagator):
         yield from propagate_self_trained_objects(lambda on: self.tune(source, on), run_pass, annotated, todo,
                                                   self.config, _length(source), chosen=chosen)
 
-    def _pass(self, net, source, annotated, frames, message, final, sink):
+    def _pass(self, net, source, annotated, frames, message, final, sink, previous=None):
         """One propagation pass; returns what pseudo_annotations reads (first passes only)."""
         seen: dict = {o: {} for o in annotated}
         confidence: dict = {o: {} for o in annotated}
-        for item in frame_progress(self._frames(net, source, annotated, frames, final), len(frames), message):
+        for item in frame_progress(self._frames(net, source, annotated, frames, final, previous), len(frames),
+                                   message):
             if sink is None and isinstance(item, ObjectsFrame) and not final:
                 for o, m in item.masks.items():
                     seen[o][item.t] = m
