@@ -75,7 +75,7 @@ def pngs(folder):
 def test_results_equal_segments_and_rerun_skips(videos, tmp_path, client, monkeypatch):
     out = tmp_path / "out"
     rc, rows = run_batch(videos, out, client, *FAST)
-    assert rc == 0
+    assert rc == 0, rows
     assert {n: r["status"] for n, r in rows.items()} == {"a": "done", "b": "done"}
     assert rows["a"]["frames"] == str(T) and rows["a"]["objects"] == "1" and rows["a"]["computed"] == str(T - 1)
     # segment, in this process, with the same networks and options
