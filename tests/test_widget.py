@@ -506,3 +506,29 @@ def test_scientific_layers_grey_16bit_and_channel_stacks(make_napari_viewer, qtb
     assert w.video_layer.name == "two channels (channel 1)"
     assert w.labels_layer.data.shape == (T, H, W)
     assert w.session.source.frame(3)[24, 26].max() == 255  # the cell, 2 px a frame to the right
+
+
+def test_export_in_the_formats_other_tools_read(widget_on_video, qtbot, tmp_path):
+    viewer, w = widget_on_video
+    w.points_layer.add([[0, 24, 20]])
+    w.add_object("second")
+    w.points_layer.add([[2, 10, 50]])
+    wait_idle(qtbot, w)
+    w.formats.value = ["Cell Tracking Challenge", "OME-Zarr labels", "COCO JSON", "label TIFF"]
+    w.export(tmp_path / "out")
+    wait_idle(qtbot, w, timeout=600_000)
+    assert "Error" not in w.status.value, w.status.value
+    out = tmp_path / "out"
+    import json
+
+    import tifffile
+
+    ctc = sorted((out / "ctc").glob("mask*.tif"))
+    assert len(ctc) == T and tifffile.imread(ctc[0])[24, 20] == 1 and tifffile.imread(ctc[2])[10, 50] == 2
+    assert (out / "ctc" / "res_track.txt").read_text().split()[:4] == ["1", "0", "0", "0"]
+    volume = tifffile.imread(out / "labels.tif")
+    assert volume.shape == (T, H, W) and volume[2, 10, 50] == 2
+    coco = json.loads((out / "coco.json").read_text())
+    assert [c["name"] for c in coco["categories"]] == ["object 1", "second"] and len(coco["images"]) == T
+    assert sorted((a["image_id"], a["track_id"]) for a in coco["annotations"]) == [(1, 1), (3, 2)]
+    assert (out / "labels.ome.zarr").is_dir()

@@ -171,6 +171,30 @@ class ExportPlan:
     name: str = "object"
     background: object = None
     stickers: tuple[str, ...] = (".gif", ".webp")
+    formats: tuple[str, ...] = ()  # also: "ctc", "ome-zarr", "coco", "label-tiff" (io/formats)
+
+
+#: io/formats writers -> where they write in the export folder
+FORMAT_PATHS = {"ctc": "ctc", "ome-zarr": "labels.ome.zarr", "coco": "coco.json", "label-tiff": "labels.tif"}
+
+
+def _format_writer(session, fmt: str, path: Path):
+    """One io/formats writer over the session's label images, streamed, with the video's
+    physical scale and units where its source knows them (TIFF time-lapses, napari layers)."""
+    from ..io.formats import TrackedObject, ctc, coco, label_tiff, ome_zarr
+
+    T, H, W = int(session.source.n_frames), int(session.source.height), int(session.source.width)
+    labels = (session.masks.labels(t) for t in range(T))
+    objects = [TrackedObject(o.id, o.name) for o in session.objects.values()]
+    meta = session.source.physical_metadata() if hasattr(session.source, "physical_metadata") else {}
+    scale, units = meta.get("scale") or None, meta.get("units") or None
+    if fmt == "ctc":
+        return ctc.ctc_writer(path, labels, objects, n_frames=T)
+    if fmt == "coco":
+        return coco.coco_writer(path, labels, objects)
+    if fmt == "label-tiff":
+        return label_tiff.label_tiff_writer(path, labels, objects, n_frames=T, scale=scale, units=units)
+    return ome_zarr.ome_zarr_labels_writer(path, labels, objects, shape=(T, H, W), scale=scale, units=units)
 
 
 def export(session, plan: ExportPlan, cancel: threading.Event | None = None):
@@ -205,5 +229,21 @@ def export(session, plan: ExportPlan, cancel: threading.Event | None = None):
             if key == "sticker" and "sticker" in written:
                 key = f"sticker{Path(value).suffix}"
             written[key] = value
+    T = int(session.source.n_frames)
+    for fmt in plan.formats:
+        path = folder / FORMAT_PATHS[fmt]
+        gen = _format_writer(session, fmt, path)
+        try:
+            while True:
+                try:
+                    i = next(gen)
+                except StopIteration:
+                    break
+                yield Progress(fmt, int(i) + 1, T)
+                if cancel is not None and cancel.is_set():
+                    return written
+        finally:
+            gen.close()
+        written[fmt] = path
     yield Progress("export", 1, 1, message="done")
     return written

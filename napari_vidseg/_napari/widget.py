@@ -73,6 +73,10 @@ def _library_defaults():
     return FinetuneConfig()
 
 
+#: Formats of io/formats offered by the export -> the writer's name.
+EXPORT_FORMATS = {"Cell Tracking Challenge": "ctc", "OME-Zarr labels": "ome-zarr", "COCO JSON": "coco",
+                  "label TIFF": "label-tiff"}
+
 #: Export choices -> which object (None: all of them).
 EXPORT_CHOICES = {"all objects": None, "selected object": "selected"}
 
@@ -216,6 +220,11 @@ class VidSegWidget(Container):
         self.export_what = ComboBox(label="Export", choices=list(EXPORT_CHOICES), value="all objects",
                                     tooltip="all objects: label PNGs and a cut-out of every object; "
                                             "selected object: its 0/255 masks and its own cut-out")
+        self.formats = Select(label="Also as", choices=list(EXPORT_FORMATS), value=[],
+                              tooltip="Formats other tools read, written beside the masks (select several with "
+                                      "Ctrl): Cell Tracking Challenge (ctc/maskTTT.tif + res_track.txt), OME-Zarr "
+                                      "labels, COCO instance JSON (RLE), a label TIFF; with the video's physical "
+                                      "scale where it has one")
         self.background = ComboBox(label="Composite over", choices=list(BACKGROUNDS), value="original (dimmed)")
         self.background_file = FileEdit(label="Background image", mode="r", visible=False)
         self.export_btn = PushButton(text="Export",
@@ -237,7 +246,7 @@ class VidSegWidget(Container):
             Label(value="Frame quality (low = look here; click to go there):"),
             self._strip_box,
             self.worst_list, self.correct_btn,
-            self.export_dir, self.export_what, self.background, self.background_file, self.export_btn,
+            self.export_dir, self.export_what, self.formats, self.background, self.background_file, self.export_btn,
         ])
         self.status.native.setWordWrap(True)
         self.unusable.native.setWordWrap(True)
@@ -271,7 +280,7 @@ class VidSegWidget(Container):
 
     def _set_enabled(self, on: bool) -> None:
         for w in (self.object_combo, self.add_obj_btn, self.del_obj_btn, self.name_edit, self.rename_btn,
-                  self.object_filter, self.first_frame_btn, self.new_per_click,
+                  self.object_filter, self.first_frame_btn, self.new_per_click, self.formats,
                   self.polarity, self.undo_btn, self.redo_btn, self.quality, self.self_train, self.refine,
                   self.propagate_btn, self.worst_list, self.correct_btn, self.export_dir, self.export_what,
                   self.background, self.export_btn):
@@ -1033,7 +1042,8 @@ class VidSegWidget(Container):
             self._report(e)
             return
         self.export_dir.value = folder
-        plan = jobs.ExportPlan(folder, obj, name, background)
+        formats = tuple(EXPORT_FORMATS[f] for f in (self.formats.value or []))
+        plan = jobs.ExportPlan(folder, obj, name, background, formats=formats)
         self.flush()
         self.jobs.submit(lambda: None, on_done=lambda _: self._run_long(
             jobs.export, self.session, plan, self._cancel, kind="export"))
