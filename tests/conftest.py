@@ -20,6 +20,13 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
 
+
+@pytest.fixture(autouse=True)
+def _sessions_in_tmp(tmp_path, monkeypatch):
+    """The widget keeps the work on a video file in a session folder beside it (or in the user's
+    cache): each test gets its own place, so no test re-opens another's work."""
+    monkeypatch.setenv("NAPARI_VIDSEG_SESSIONS", str(tmp_path / "vidseg-sessions"))
+
 def moving_disk(T: int, H: int, W: int, r: int, x0: int, step: int, bg_max: int = 80, seed: int = 0):
     """A red disk of radius r moving right (centre x0 + step * t, half-way down) over a
     dark noisy background: (frames uint8 (T, H, W, 3), masks bool (T, H, W))."""

@@ -260,3 +260,28 @@ class _DiskPredictor:
             disk = (yy - c.y) ** 2 + (xx - c.x) ** 2 <= self.radius ** 2
             mask = mask | disk if c.positive else mask & ~disk
         return SimpleNamespace(mask=mask, prob=mask.astype(np.float32))
+
+
+def test_work_on_a_video_file_is_kept_and_reopened(make_napari_viewer, qtbot):
+    """napari closed (or crashed) after a click: opening the same video again brings it back."""
+    viewer = make_napari_viewer(show=True)
+    viewer.open_sample(PLUGIN, "sample_clip")
+    _, w = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGET)
+    press(qtbot, w.start_btn)
+    folder = w.session.folder
+    assert folder is not None and f"Work kept in {folder}" in w.status.value
+    w.session.set_predictor(_DiskPredictor())
+    click_canvas(viewer, qtbot, w.points_layer, 4, 150, 130)
+    wait_idle(qtbot, w)
+    mask = w.session.masks.get(1, 4).copy()
+    w.session.close()  # what quitting napari amounts to for the folder
+
+    viewer2 = make_napari_viewer(show=True)
+    viewer2.open_sample(PLUGIN, "sample_clip")
+    _, w2 = viewer2.window.add_plugin_dock_widget(PLUGIN, WIDGET)
+    press(qtbot, w2.start_btn)
+    wait_idle(qtbot, w2)
+    assert w2.session.folder == folder
+    np.testing.assert_array_equal(w2.session.masks.get(1, 4), mask)
+    assert [tuple(np.round(p)) for p in np.asarray(w2.points_layer.data)] == [(4.0, 150.0, 130.0)]
+    assert np.asarray(w2.labels_layer.data[4])[150, 130] == 1

@@ -406,8 +406,11 @@ class VidSegWidget(Container):
         # The dock took part of the window after napari fitted the view: fit it again, so the
         # whole frame is on the canvas (clicks near its edges included).
         self.viewer.reset_view()
+        kept = f" Work kept in {session.folder}." if session.folder is not None else \
+            " This session is in memory (the layer has no file): export before closing napari."
         self.status.value = ("Click on the object (Points layer, add mode); Shift+click or N for negative. "
-                             f"{session.source.n_frames} frames, {session.source.width}x{session.source.height}.")
+                             f"{session.source.n_frames} frames, {session.source.width}x{session.source.height}."
+                             + kept)
         return session
 
     def _channel_layer(self, layer):
@@ -440,9 +443,11 @@ class VidSegWidget(Container):
             # the networks see (grey 16-bit or float time-lapses included).
             source = source_from_layer(layer)
         video = source if source is not None else path
+        if folder is None and path is not None and source is None:
+            folder = VideoSession.default_folder(path)  # a file: its work is kept (and re-opened) there
         if folder is not None:
             return VideoSession.open_or_create(video, folder)
-        return VideoSession.create(video)
+        return VideoSession.create(video)  # an array in memory: no file to keep its work beside
 
     def _make_layers(self, layer) -> None:
         from ..video.label_volume import LabelVolume

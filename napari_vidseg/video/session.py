@@ -246,6 +246,27 @@ class VideoSession:
         known = sorted(self.outputs() | {str(Path(path).resolve())})
         atomic_write_bytes(Path(self.folder) / OUTPUTS_FILE, json.dumps(known, indent=1).encode(), fsync=True)
 
+    @staticmethod
+    def default_folder(video) -> Path:
+        """Where the napari widget keeps the work on a video file or frame folder when no
+        folder is given: `<video>.vidseg` beside it when that folder can be written, else one
+        per video under the user's cache (NAPARI_VIDSEG_SESSIONS overrides the place). Opening
+        the same video again re-opens the work: nothing is lost when napari closes or crashes."""
+        import hashlib
+        import os
+
+        video = Path(video).expanduser().absolute()
+        tag = f"{video.name}-{hashlib.sha1(str(video).encode()).hexdigest()[:8]}.vidseg"
+        root = os.environ.get("NAPARI_VIDSEG_SESSIONS")
+        if root:
+            return Path(root) / tag
+        beside = video.with_name(video.name + ".vidseg")
+        if beside.is_dir() or os.access(video.parent, os.W_OK):
+            return beside
+        from ..sample import cache_dir
+
+        return cache_dir() / "sessions" / tag
+
     @classmethod
     def open_or_create(cls, video, folder) -> "VideoSession":
         if (Path(folder) / SESSION_FILE).exists():
