@@ -140,5 +140,7 @@ def test_video_layer_shapes():
         L.check_video_layer(Image(np.zeros((8, 8, 3), np.uint8), rgb=True, name="photo"))
     # what the Video combo says of the layers it does not offer
     assert "no time axis" in L.video_layer_problem(Image(np.zeros((8, 8), np.uint8)))
-    assert "(2, 3, 8, 8)" in L.video_layer_problem(Image(np.zeros((2, 3, 8, 8), np.uint8)))
+    stack = Image(np.zeros((5, 3, 8, 8), np.uint16))  # (T, C, Y, X): a channel or a composite is segmented
+    assert L.video_layer_problem(stack) is None and L.channel_axes(stack) == "TCYX"
+    assert "(5, 30, 8, 8)" in L.video_layer_problem(Image(np.zeros((5, 30, 8, 8), np.uint8)))  # (T, Z, Y, X)
     assert L.video_layer_problem(Image(np.zeros((3, 8, 8), np.uint8))) is None
