@@ -59,6 +59,10 @@ def main() -> int:
     ap.add_argument("--frame", type=int, default=0, help="frame shown in the screenshot")
     args = ap.parse_args()
 
+    import tempfile
+
+    # A fresh session folder: the widget re-opens earlier work on the same video otherwise.
+    os.environ["NAPARI_VIDSEG_SESSIONS"] = tempfile.mkdtemp(prefix="vidseg-screenshot-")
     display = None
     if not os.environ.get("DISPLAY"):
         from pyvirtualdisplay import Display

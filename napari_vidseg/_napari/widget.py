@@ -251,6 +251,9 @@ class VidSegWidget(Container):
         self.status.native.setWordWrap(True)
         self.unusable.native.setWordWrap(True)
         self.worst_list.native.setMaximumHeight(140)
+        self.formats.native.setMaximumHeight(72)
+        self.object_filter.native.setPlaceholderText("find an object...")
+        self.name_edit.native.setPlaceholderText("name")
         self.start_btn.changed.connect(self._start_clicked)
         self.video_combo.changed.connect(self._video_picked)
         self.add_obj_btn.changed.connect(lambda: self.add_object())
@@ -404,8 +407,9 @@ class VidSegWidget(Container):
         self._restore_layers()
         self._set_enabled(True)
         # The dock took part of the window after napari fitted the view: fit it again, so the
-        # whole frame is on the canvas (clicks near its edges included).
-        self.viewer.reset_view()
+        # whole frame is on the canvas (clicks near its edges included), once Qt has laid the
+        # window out (a resize still pending would leave napari fitting the old canvas size).
+        QTimer.singleShot(50, self.viewer.reset_view)
         kept = f" Work kept in {session.folder}." if session.folder is not None else \
             " This session is in memory (the layer has no file): export before closing napari."
         self.status.value = ("Click on the object (Points layer, add mode); Shift+click or N for negative. "
