@@ -54,6 +54,8 @@ def main() -> int:
     ap.add_argument("--checkpoint", type=Path)
     ap.add_argument("--propagate", action="store_true")
     ap.add_argument("--steps", type=int, default=None, help="fine-tuning steps (default: the widget's)")
+    ap.add_argument("--one-pass", action="store_true",
+                    help="untick Self-train and Second opinion (a quick propagation for the picture)")
     ap.add_argument("--robot-clicks", type=int, default=2, help="correction clicks after the sample clicks")
     ap.add_argument("--colors", type=int, default=256, help="palette size of the PNG (0: full colour)")
     ap.add_argument("--frame", type=int, default=0, help="frame shown in the screenshot")
@@ -109,6 +111,8 @@ def main() -> int:
         if not w.positive:
             w._toggle_polarity_key()
         if args.propagate:
+            if args.one_pass:
+                w.self_train.value = w.refine.value = False
             config = w._config()
             if args.steps is not None:
                 config.steps = args.steps
