@@ -146,3 +146,25 @@ def test_bad_options_are_one_clear_line():
         propagators.make_config("memory", features="f8+nothing")
     with pytest.raises(InputError, match="stride"):
         propagators.make_config("memory", stride=5)
+
+
+def test_a_cancelled_run_continues_from_the_stored_frames(parent, tmp_path):
+    """Resumed, the first frame left to do is matched to the mask an earlier run stored before it."""
+    from napari_vidseg.video.session import VideoSession
+
+    T = 10
+    video, (a,) = clip(T, [lambda t: (48, 20 + 10 * t)], [(220, 60, 40)])
+    s = VideoSession.create(_ArrayVideo(video), tmp_path / "s")
+    s.set_parent(parent)
+    o = s.add_object()
+    s.set_mask(0, o, a[0])
+    job = s.propagate(o, method="memory", options=options())
+    for p in job:
+        if p.stage == "propagate" and p.frame == 4:
+            break
+    job.close()
+    r = VideoSession.open(tmp_path / "s", video=_ArrayVideo(video))
+    r.set_parent(parent)
+    assert drain(r.propagate(o, method="memory", options=options()), quiet=True) == {"computed": 5, "skipped": 4}
+    for t in range(5, T):
+        assert iou(r.masks.get(o, t), a[t]) > 0.6, t

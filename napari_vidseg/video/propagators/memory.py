@@ -277,12 +277,12 @@ class MemoryPropagator(Propagator):
             (img,) = read_block(src, [t])
             H, W = img.shape[:2]
             query = self._features(img)
-            if before is not None and abs(t - before) > 1 and sink is not None:  # a frame skipped on resume
-                stored = [sink.masks(o, [t - np.sign(t - before)]) for o in objs]
-                if all(len(s) for s in stored):
-                    b = t - int(np.sign(t - before))
+            if abs(t - before) > 1 and sink is not None:  # the frame before was done by an earlier run (resume)
+                b = t - int(np.sign(t - before))
+                stored = [sink.masks(o, [b]).get(b) for o in objs]
+                if all(m is not None for m in stored):
                     (pimg,) = read_block(src, [b])
-                    prev, prev_labels = self._features(pimg), coarse_labels([s[b] for s in stored], fsize)
+                    prev, prev_labels = self._features(pimg), coarse_labels(stored, fsize)
             probs = class_probs(query, memory, prev, prev_labels, n_classes, cfg)
             masks, out_probs, conf = {}, {}, {}
             refiner = self._refiner()
