@@ -168,3 +168,25 @@ def test_a_cancelled_run_continues_from_the_stored_frames(parent, tmp_path):
     assert drain(r.propagate(o, method="memory", options=options()), quiet=True) == {"computed": 5, "skipped": 4}
     for t in range(5, T):
         assert iou(r.masks.get(o, t), a[t]) > 0.6, t
+
+
+def test_synthetic_training_clips_move_look_alike_copies_apart():
+    from napari_vidseg.training.synthetic_clips import make_clip
+
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[:40, :40]
+    blob = (yy - 20) ** 2 + (xx - 20) ** 2 <= 15 ** 2
+    rgb = np.zeros((40, 40, 3), np.uint8)
+    rgb[blob] = (230, 40, 40)
+    bg = np.full((96, 128, 3), 30, np.uint8)
+    frames, labels = make_clip(bg, [(rgb, blob)], length=6, rng=rng, elastic=1.0)
+    assert frames.shape == (6, 96, 128, 3) and labels.shape == (6, 96, 128)
+    assert set(np.unique(labels)) <= {0, 1, 2}
+    for t in range(6):
+        for k in (1, 2):  # both copies show, and look the same: red
+            shown = labels[t] == k
+            assert shown.sum() > 20, (t, k)
+            assert frames[t][shown][:, 0].mean() > 150
+    for k in (1, 2):  # each moves on its own
+        assert np.abs(np.argwhere(labels[5] == k).mean(0) - np.argwhere(labels[0] == k).mean(0)).sum() > 1
+    assert np.abs(np.argwhere(labels[0] == 1).mean(0) - np.argwhere(labels[0] == 2).mean(0)).sum() > 5
