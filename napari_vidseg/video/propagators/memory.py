@@ -32,7 +32,6 @@ import torch
 import torch.nn.functional as F
 
 from ...types import InputError
-from ..finetune import SecondOpinionConfig
 from .base import ObjectsFrame, Propagator, frame_progress
 
 #: what each feature name is (backbone_features): the encoder's generic stride-8 / stride-16 features (ImageNet
@@ -41,8 +40,9 @@ FEATURES = ("f8", "f16", "p32", "dec4")
 
 
 @dataclass
-class MemoryConfig(SecondOpinionConfig):
-    """The memory propagator's options (figures: docs/memory.md)."""
+class MemoryConfig:
+    """The memory propagator's options (figures: docs/memory.md). The second opinion's options are
+    finetune.SecondOpinionConfig's (refine.refiner_for reads them); this module does not import the tuning's."""
     features: str = "dec4"  # '+'-joined FEATURES, each L2-normalised, all at `stride`
     stride: int = 8  # the matching's resolution in pixels of the network input
     input_long_side: int = 448  # frames are resized so their long side is this (multiples of 32)
@@ -58,11 +58,15 @@ class MemoryConfig(SecondOpinionConfig):
     # The click segmenter's second opinion on the coarse map (SecondOpinionConfig): DAVIS-2016 train 240p, the
     # first sequences, J +1.6 to +9.4 a sequence, better on every one tried (docs/memory.md).
     refine: bool = True
+    refine_crf: bool = False
+    refine_size: int = 448
+    refine_weight: float = 0.6
     bf16: bool | None = False  # the second opinion in bfloat16 (frames.wants_bf16)
     int8: bool = False
 
     def check(self) -> None:
-        super().check()
+        if self.refine_size < 32 or not 0 < self.refine_weight <= 1:
+            raise InputError("refine_size >= 32 and refine_weight in (0, 1] are required")
         names = self.features.split("+")
         if not names or any(n not in FEATURES for n in names):
             raise InputError(f"features must be '+'-joined names from {', '.join(FEATURES)}, got {self.features!r}")
