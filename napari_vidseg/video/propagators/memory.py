@@ -56,7 +56,7 @@ class MemoryConfig:
     threshold: float = 0.5
     labels: str = "argmax"  # what a propagated frame is labelled with: "argmax" of the classes, or its "masks"
     # The click segmenter's second opinion on the coarse map (SecondOpinionConfig): DAVIS-2016 train 240p, the
-    # first sequences, J +1.6 to +9.4 a sequence, better on every one tried (docs/memory.md).
+    # first six sequences, J +1.6 to +9.4 a sequence, better on every one (and on two val ones) (docs/memory.md).
     refine: bool = True
     refine_crf: bool = False
     refine_size: int = 448
