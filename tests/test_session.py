@@ -316,9 +316,17 @@ def fake_video_modules(monkeypatch):
     q = types.ModuleType("napari_vidseg.video.quality")
     q.frame_scores, q.worst_frames = frame_scores, worst_frames
     q.first_pass_frames, q.pseudo_annotations = real_quality.first_pass_frames, real_quality.pseudo_annotations
+    # The built-in methods are registered with the REAL modules before the fakes go in: registered
+    # while the fakes are in sys.modules, the fake config would stay in the registry for later tests.
+    from napari_vidseg.video import propagators
+    from napari_vidseg.video.propagators.osvos import OSVOS
+
+    propagators.names()
     for name, mod in (("finetune", ft), ("propagate", pr), ("quality", q)):
         monkeypatch.setitem(sys.modules, f"napari_vidseg.video.{name}", mod)
         monkeypatch.setattr(video_pkg, name, mod, raising=False)
+    # The registry's OSVOS entry takes the fake config too (its default config is the method's).
+    monkeypatch.setitem(propagators._METHODS, "osvos", propagators.Method("osvos", OSVOS, FinetuneConfig))
     return log
 
 
