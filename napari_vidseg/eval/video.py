@@ -82,6 +82,12 @@ def add_common_arguments(parser) -> None:
 def configure(parser) -> None:
     add_common_arguments(parser)
     parser.add_argument("--init", default="mask", help="mask (the true first mask) or clicks:N (robot clicks)")
+    parser.add_argument("--method", default=None,
+                        help="propagation method (napari_vidseg.video.propagators; default: osvos, whose options are "
+                             "the flags above); another method takes --preset and --option")
+    parser.add_argument("--preset", default=None, help="with --method: the method's preset")
+    parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                        help="with --method: one of the method's options, e.g. top_k=10 (repeatable)")
     parser.add_argument("--no-crf", action="store_true", help="no dense CRF in the click initialisation")
     parser.add_argument("--click-input-size", type=int, default=None, metavar="PX",
                         help="click initialisation: the interactive network's input size (default: the predictor's)")
@@ -96,9 +102,14 @@ def configure(parser) -> None:
 
 
 def make_config(args):
-    """OSVOS's config (video.propagators) from the flags given; the others keep the library's defaults."""
+    """The chosen method's config (video.propagators): OSVOS's from its flags (the others keep the
+    library's defaults), another method's from its preset and --option NAME=VALUE."""
     from ..video import propagators
 
+    method = propagators.get(getattr(args, "method", None)).name
+    if method != "osvos":
+        return propagators.make_config(method, preset=getattr(args, "preset", None),
+                                       **parse_options(method, getattr(args, "option", None) or []))
     options = {name: getattr(args, name, None) for name in (
         "mode", "steps", "lr", "n_aug", "batch", "loss", "input_long_side", "threshold", "reach", "seed",
         "self_train", "first_pass_stride", "self_train_rounds", "refine_size", "refine_weight", "refine")}
@@ -111,6 +122,35 @@ def make_config(args):
     config.bf16 = getattr(args, "bf16", None)  # None is a value here: "where the CPU computes it natively"
     config.check()
     return config
+
+
+def parse_options(method: str, items) -> dict:
+    """["top_k=10", "refine=true"] -> {"top_k": 10, "refine": True}, each value read as its field's type."""
+    import dataclasses
+
+    from ..video import propagators
+
+    types = {f.name: f.type for f in dataclasses.fields(propagators.get(method).config)}
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise InputError(f"--option takes NAME=VALUE, got {item!r}")
+        kind = str(types.get(name, "str"))
+        try:
+            if "bool" in kind:
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError
+                out[name] = value.lower() in ("true", "1", "yes")
+            elif "int" in kind:
+                out[name] = int(value)
+            elif "float" in kind:
+                out[name] = float(value)
+            else:
+                out[name] = value
+        except ValueError:
+            raise InputError(f"--option {name}: {value!r} is not a {kind}") from None
+    return out
 
 
 def parse_scales(text: str) -> tuple[float, ...]:
@@ -179,6 +219,8 @@ def run_sequence(parent, seq, cfg, init_mask: np.ndarray, annotated_extra: dict 
     the times are the sums of both passes. `refiner`: see propagate()."""
     from ..video.propagators.osvos import OSVOS
 
+    if not hasattr(cfg, "self_train"):  # another method than OSVOS: no tuning to time
+        return run_method(parent, seq, cfg, init_mask, annotated_extra, probs, refiner)
     source = seq.source()
     annotated = {0: init_mask, **(annotated_extra or {})}
     spent = {"tune": 0.0}
@@ -199,6 +241,24 @@ def run_sequence(parent, seq, cfg, init_mask: np.ndarray, annotated_extra: dict 
                 probs[item.t] = item.probs[0]
     n_pred = len([t for t in masks if t not in annotated])
     return masks, conf, spent["tune"], time.perf_counter() - t0 - spent["tune"], n_pred
+
+
+def run_method(parent, seq, cfg, init_mask, annotated_extra=None, probs=None, refiner=None):
+    """run_sequence for a method with no tuning (its config's registered class), all of its time propagation."""
+    from ..video import propagators
+
+    source = seq.source()
+    annotated = {0: init_mask, **(annotated_extra or {})}
+    prop = propagators.get(propagators.method_of(cfg)).cls(cfg, parent=parent, refiner=refiner)
+    masks, conf = dict(annotated), {}
+    t0 = time.perf_counter()
+    for item in prop.run(source, {0: annotated}, list(range(len(source)))):
+        if isinstance(item, propagators.ObjectsFrame):
+            masks[item.t], conf[item.t] = item.masks[0], item.confidence[0]
+            if probs is not None:
+                probs[item.t] = item.probs[0]
+    n_pred = len([t for t in masks if t not in annotated])
+    return masks, conf, 0.0, time.perf_counter() - t0, n_pred
 
 
 def save_probs(path: Path, probs: dict) -> None:

@@ -93,6 +93,12 @@ def method_of(config) -> str:
 
 
 def _builtin() -> None:
+    if "memory" not in _METHODS:
+        from .memory import PRESETS as MEMORY_PRESETS, MemoryConfig, MemoryPropagator
+
+        register("memory", MemoryPropagator, MemoryConfig, MEMORY_PRESETS,
+                 "no tuning: each frame's features (the parent's frozen encoder) matched to a memory of "
+                 "annotated and confidently propagated frames and, locally, to the previous frame (docs/memory.md)")
     if "osvos" not in _METHODS:
         from ..finetune import FinetuneConfig
         from .osvos import OSVOS, PRESETS
