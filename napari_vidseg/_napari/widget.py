@@ -678,16 +678,22 @@ class VidSegWidget(Container):
         self._dirty |= {k for k in keys if k[0] in self.session.objects}
         self._debounce.start()
 
-    def _keys_of(self, lay, indices) -> set[tuple[int, int]]:
+    def _entries(self, lay, indices):
+        """(index, vertices (n, ndim), frame) of the layer's entries at `indices` (negative ones
+        counted from the end; out-of-range ones skipped)."""
         n = len(lay.data)
-        feats = lay.features
-        keys = set()
         for i in indices:
             i = i + n if i < 0 else i
             if not 0 <= i < n:
                 continue
             verts = np.asarray(lay.data[i], float).reshape(-1, lay.ndim)
             t = int(np.round(verts[:, -3].mean())) if lay.ndim >= 3 else self.current_frame
+            yield i, verts, t
+
+    def _keys_of(self, lay, indices) -> set[tuple[int, int]]:
+        feats = lay.features
+        keys = set()
+        for i, _verts, t in self._entries(lay, indices):
             obj = int(feats["object"].iloc[i]) if "object" in feats else int(self.current_object or 1)
             keys.add((obj, t))
         return keys
@@ -729,13 +735,8 @@ class VidSegWidget(Container):
         """New entries off the video (a click beside the frame, past its last frame): they are
         removed at once with a one-line message, never kept to fail every later click."""
         T, H, W = self.session.source.n_frames, self.session.source.height, self.session.source.width
-        n, bad, where = len(lay.data), [], None
-        for i in indices:
-            i = i + n if i < 0 else i
-            if not 0 <= i < n:
-                continue
-            verts = np.asarray(lay.data[i], float).reshape(-1, lay.ndim)
-            t = int(np.round(verts[:, -3].mean())) if lay.ndim >= 3 else self.current_frame
+        bad, where = [], None
+        for i, verts, t in self._entries(lay, indices):
             rows, cols = verts[:, -2], verts[:, -1]
             inside = (rows >= 0) & (rows < H) & (cols >= 0) & (cols < W)
             if not 0 <= t < T or not inside.any() or (_is_points(lay) and not inside.all()):
