@@ -20,10 +20,12 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from ..io.frame_array import FrameStack, expand_key, frame_index
+
 Index = object  # an int, slice, Ellipsis, array or a tuple of them (numpy's rules)
 
 
-class LabelVolume:
+class LabelVolume(FrameStack):
     """Lazy (T, H, W) label images.
 
     frame_labels(t) -> (H, W) label image of frame t (what the session holds).
@@ -43,79 +45,49 @@ class LabelVolume:
         self._edited: dict[int, int] = {}  # frame -> edit count, pinned until settled
         self._lock = threading.RLock()  # reads may come from a worker (export of the layer)
 
-    # -- the array protocol napari needs -----------------------------------------------
-    @property
-    def ndim(self) -> int:
-        return 3
-
-    @property
-    def size(self) -> int:
-        return int(np.prod(self.shape))
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
+    # -- the array protocol napari needs (reads: FrameStack over frame()) -------------------
     def __repr__(self) -> str:
         return f"LabelVolume(shape={self.shape}, dtype={self.dtype}, cached={len(self._cache)}, " \
                f"edited={sorted(self._edited)})"
 
     def __getitem__(self, key: Index) -> np.ndarray:
-        key = _expand(key, self.ndim)
-        t_key, rest = key[0], key[1:]
-        if _is_fancy(key[:1]) and not _is_fancy(rest):  # a list of frames
-            return np.stack([self.frame(_frame_index(t, self.shape[0]))[rest] for t in np.ravel(t_key)]) \
-                if np.size(t_key) else np.zeros((0,) + np.zeros(self.shape[1:], self.dtype)[rest].shape, self.dtype)
-        if _is_fancy(key[:1]):  # points: one (t, row, col) per element
-            ts, rows, cols = np.broadcast_arrays(*(_fancy_axis(k, n) for k, n in zip(key, self.shape)))
-            out = np.zeros(ts.shape, self.dtype)
-            for t in np.unique(ts):
-                sel = ts == t
-                out[sel] = self.frame(int(t))[rows[sel], cols[sel]]
-            return out
-        if isinstance(t_key, slice):
-            frames = range(*t_key.indices(self.shape[0]))
-            rows = [self.frame(t)[rest] for t in frames]
-            if rows:
-                return np.stack(rows)
-            return np.zeros((0,) + np.zeros(self.shape[1:], self.dtype)[rest].shape, self.dtype)
-        return self.frame(_frame_index(t_key, self.shape[0]))[rest]
+        key = expand_key(key, self.ndim)
+        if not (_is_fancy(key[:1]) and _is_fancy(key[1:])):  # frames, then numpy's indexing
+            return super().__getitem__(key)
+        # points: one (t, row, col) per element (napari's data_setitem reads these)
+        ts, rows, cols = np.broadcast_arrays(*(_fancy_axis(k, n) for k, n in zip(key, self.shape)))
+        out = np.zeros(ts.shape, self.dtype)
+        for t in np.unique(ts):
+            sel = ts == t
+            out[sel] = self.frame(int(t))[rows[sel], cols[sel]]
+        return out
 
     def __setitem__(self, key: Index, value) -> None:
-        key = _expand(key, self.ndim)
+        key = expand_key(key, self.ndim)
         t_key, rest = key[0], key[1:]
         value = np.asarray(value)
         touched: list[int] = []
         with self._lock:
-            if _is_fancy(key[:1]) and not _is_fancy(rest):  # a list of frames
-                for i, t in enumerate(np.ravel(t_key)):
-                    t = _frame_index(t, self.shape[0])
-                    self._writable(t)[rest] = value[i] if value.ndim == 3 else value
-                    touched.append(t)
-            elif _is_fancy(key[:1]):  # points: one (t, row, col) per element
+            if _is_fancy(key[:1]) and _is_fancy(rest):  # points: one (t, row, col) per element
                 ts, rows, cols = np.broadcast_arrays(*(_fancy_axis(k, n) for k, n in zip(key, self.shape)))
                 values = np.broadcast_to(value, ts.shape)
                 for t in np.unique(ts):
                     sel = ts == t
                     self._writable(int(t))[rows[sel], cols[sel]] = values[sel]
                     touched.append(int(t))
-            elif isinstance(t_key, slice):
-                frames = list(range(*t_key.indices(self.shape[0])))
-                for i, t in enumerate(frames):
-                    self._writable(t)[rest] = value[i] if value.ndim == 3 else value
-                touched = frames
-            else:
-                t = _frame_index(t_key, self.shape[0])
+            elif isinstance(t_key, (int, np.integer)):
+                t = frame_index(t_key, self.shape[0])
                 self._writable(t)[rest] = value
                 touched = [t]
+            else:  # a slice or a list of frames
+                touched = list(range(*t_key.indices(self.shape[0]))) if isinstance(t_key, slice) else \
+                    [frame_index(t, self.shape[0]) for t in np.ravel(t_key)]
+                for i, t in enumerate(touched):
+                    self._writable(t)[rest] = value[i] if value.ndim == 3 else value
             for t in touched:
                 self._edited[t] = self._edited.get(t, 0) + 1
         if touched and self.on_write is not None:
             self.on_write(sorted(set(touched)))
-
-    def __array__(self, dtype=None, copy=None):
-        """The whole volume (exports of short videos; never called by napari's drawing)."""
-        out = np.stack([self.frame(t) for t in range(self.shape[0])])
-        return out if dtype is None else out.astype(dtype)
 
     # -- frames ----------------------------------------------------------------------------
     def frame(self, t: int) -> np.ndarray:
@@ -182,16 +154,6 @@ class LabelVolume:
         return sorted(self._edited)
 
 
-def _expand(key, ndim: int) -> tuple:
-    key = key if isinstance(key, tuple) else (key,)
-    if any(k is Ellipsis for k in key):
-        i = next(i for i, k in enumerate(key) if k is Ellipsis)
-        key = key[:i] + (slice(None),) * (ndim - len(key) + 1) + key[i + 1:]
-    if len(key) > ndim:
-        raise IndexError(f"too many indices for a {ndim}-d label volume: {len(key)}")
-    return key + (slice(None),) * (ndim - len(key))
-
-
 def _is_fancy(key: tuple) -> bool:
     return any(isinstance(k, (np.ndarray, list)) for k in key)
 
@@ -203,12 +165,3 @@ def _fancy_axis(k, n: int) -> np.ndarray:
     if a.dtype == bool:
         raise IndexError("boolean masks are not supported by LabelVolume; index with integer arrays")
     return np.where(a < 0, a + n, a).astype(np.intp)
-
-
-def _frame_index(t, n: int) -> int:
-    t = int(t)
-    if t < 0:
-        t += n
-    if not 0 <= t < n:
-        raise IndexError(f"frame {t} is outside the video (0-{n - 1})")
-    return t
