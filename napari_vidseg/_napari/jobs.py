@@ -82,11 +82,11 @@ def redo(session, t: int, obj: int, request: int = 0) -> FrameUpdate:
 
 @dataclass
 class PaintStored:
-    """What store_painted did: the frames whose masks changed, every painted frame's
-    label image as the session now holds it, and painted labels that are no object."""
+    """What store_painted did: the frames whose masks changed, every painted frame (the masks
+    layer reads them again from the session), and painted labels that are no object."""
 
     frames: list[int]
-    labels: dict[int, np.ndarray]
+    painted: list[int]
     unknown: list[int] = field(default_factory=list)
 
 
@@ -116,15 +116,15 @@ def store_painted(session, frames: dict[int, np.ndarray], objects: list[int]) ->
                     else Provenance.USER
                 session.set_mask(t, obj, new, keep)
             changed.add(int(t))
-    labels = {int(t): frame_labels(session, t) for t in frames}
-    return PaintStored(sorted(changed), labels, sorted(unknown))
+    return PaintStored(sorted(changed), sorted(int(t) for t in frames), sorted(unknown))
 
 
-def remove_object(session, obj: int) -> dict[int, np.ndarray]:
-    """Delete an object; returns the new label images of the frames it was on."""
-    frames = list(session.masks.frames(obj))
+def remove_object(session, obj: int) -> list[int]:
+    """Delete an object; returns the frames it was on (the masks layer reads them again:
+    building their label images here cost one per frame of a propagated object)."""
+    frames = [int(t) for t in session.masks.frames(obj)]
     session.remove_object(obj)
-    return {t: frame_labels(session, t) for t in frames}
+    return frames
 
 
 def propagate(session, obj: int, config=None, cancel: threading.Event | None = None):

@@ -604,7 +604,7 @@ class VidSegWidget(Container):
         finally:
             self._syncing = False
         self._dirty = {k for k in self._dirty if k[0] != obj}
-        self.jobs.submit(jobs.remove_object, self.session, obj, on_done=self._draw_label_frames)
+        self.jobs.submit(jobs.remove_object, self.session, obj, on_done=self.show_frames)
         # The session drops the object in the job; the list updates when it is done.
         self.jobs.submit(lambda: None, on_done=lambda _: self._refresh_objects())
 
@@ -841,9 +841,6 @@ class VidSegWidget(Container):
         if frames is None or self.current_frame in frames:
             self.labels_layer.refresh()
 
-    def _draw_label_frames(self, frames: dict[int, np.ndarray]) -> None:
-        self.show_frames(list(frames))
-
     def _on_labels_written(self, frames: list[int]) -> None:
         """napari wrote to the masks layer (brush, fill, eraser, its own undo/redo): store the
         frames after a short pause, so one brush stroke is stored once, not once per mouse move."""
@@ -869,7 +866,7 @@ class VidSegWidget(Container):
 
     def _painted_stored(self, stored: jobs.PaintStored, counts: dict[int, int]) -> None:
         self.volume.settle(counts)  # frames edited again meanwhile stay pending
-        self.show_frames(list(stored.labels))
+        self.show_frames(stored.painted)
         if stored.unknown:
             ids = ", ".join(str(i) for i in stored.unknown)
             self._report(InputError(f"label {ids} is not an object: pick an object (or add one) and paint "
